@@ -1,0 +1,244 @@
+"""Messages on the Redis streams, typed and versioned.
+
+Frame entries (``frames:<camera>``) and result entries (``results:<camera>``) are flat
+Redis hashes of bytes. ``kind`` tells a frame (``frame``/``result``) from the end-of-file
+marker (``eof``). ``decode_*`` raise :class:`ContractError` naming what is wrong, so that a
+stage can dead-letter the message and carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+EVENT_NAMESPACE = uuid.UUID("7a1d7f4e-3d2b-4f5e-9a51-6d61736b7761")
+
+
+class ContractError(ValueError):
+    """A stream message that does not follow the contract."""
+
+
+def event_id(camera: str, seq: int, kind: str = "frame") -> str:
+    """Stable id of the event of (camera, sequence): the same on every redelivery."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{kind}:{camera}:{seq}"))
+
+
+def _text(fields: Mapping[bytes, bytes], name: str) -> str:
+    try:
+        raw = fields[name.encode()]
+    except KeyError:
+        raise ContractError(f"missing field {name!r}") from None
+    try:
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+    except UnicodeDecodeError:
+        raise ContractError(f"field {name!r} is not UTF-8 text") from None
+
+
+def _number(fields: Mapping[bytes, bytes], name: str, cast: type = float) -> Any:
+    text = _text(fields, name)
+    try:
+        return cast(text)
+    except ValueError:
+        raise ContractError(f"field {name!r} is not a {cast.__name__}: {text[:40]!r}") from None
+
+
+def _check_version(fields: Mapping[bytes, bytes]) -> None:
+    v = _number(fields, "v", int)
+    if v != SCHEMA_VERSION:
+        raise ContractError(f"schema version {v} is not supported (this build speaks {SCHEMA_VERSION})")
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Marks the end of a file source: ``frames`` frames were sent, the last with ``last_seq``."""
+
+    camera: str
+    last_seq: int
+    frames: int
+    reason: str = "eof"
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        return {
+            "v": str(SCHEMA_VERSION),
+            "kind": "eof",
+            "camera": self.camera,
+            "seq": str(self.last_seq),
+            "frames": str(self.frames),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes, bytes]) -> EndOfStream:
+        return cls(
+            camera=_text(fields, "camera"),
+            last_seq=_number(fields, "seq", int),
+            frames=_number(fields, "frames", int),
+            reason=_text(fields, "reason") if b"reason" in fields else "eof",
+        )
+
+
+@dataclass(frozen=True)
+class FrameMessage:
+    """One sampled, encoded frame of a camera."""
+
+    camera: str
+    seq: int
+    capture_ts: float
+    width: int
+    height: int
+    image: bytes
+    encoding: str = "jpeg"
+    pts: float | None = None
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        fields: dict[str, bytes | str] = {
+            "v": str(SCHEMA_VERSION),
+            "kind": "frame",
+            "camera": self.camera,
+            "seq": str(self.seq),
+            "ts": repr(self.capture_ts),
+            "w": str(self.width),
+            "h": str(self.height),
+            "enc": self.encoding,
+            "img": self.image,
+        }
+        if self.pts is not None:
+            fields["pts"] = repr(self.pts)
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes, bytes]) -> FrameMessage:
+        image = fields.get(b"img")
+        if not image:
+            raise ContractError("missing or empty field 'img'")
+        return cls(
+            camera=_text(fields, "camera"),
+            seq=_number(fields, "seq", int),
+            capture_ts=_number(fields, "ts"),
+            width=_number(fields, "w", int),
+            height=_number(fields, "h", int),
+            image=bytes(image),
+            encoding=_text(fields, "enc"),
+            pts=_number(fields, "pts") if b"pts" in fields else None,
+        )
+
+
+def decode_frame_entry(fields: Mapping[bytes, bytes]) -> FrameMessage | EndOfStream:
+    """Decode a ``frames:<camera>`` entry, or raise :class:`ContractError`."""
+    _check_version(fields)
+    kind = _text(fields, "kind")
+    if kind == "frame":
+        return FrameMessage.from_fields(fields)
+    if kind == "eof":
+        return EndOfStream.from_fields(fields)
+    raise ContractError(f"unknown message kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """Faces found in one frame, as parallel arrays, plus the frame's identity.
+
+    ``boxes`` (N, 4) pixel x1, y1, x2, y2; ``scores`` (N,) detector scores; ``probs`` (N, C)
+    class probabilities in the order of ``classes``; ``labels`` the argmax class names.
+    """
+
+    camera: str
+    seq: int
+    capture_ts: float
+    width: int
+    height: int
+    processed_ts: float
+    boxes: np.ndarray
+    scores: np.ndarray
+    probs: np.ndarray
+    classes: tuple[str, ...]
+    models: dict[str, str] = field(default_factory=dict)
+    placeholder: bool = False
+    worker: str = ""
+    image: bytes | None = None
+    encoding: str = "jpeg"
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        if np.shape(self.boxes) not in ((n, 4), (0,)) or np.shape(self.scores) != (n,):
+            raise ContractError(f"boxes must be (N, 4) and scores (N,), got {np.shape(self.boxes)} and {np.shape(self.scores)}")
+        if n and np.shape(self.probs) != (n, len(self.classes)):
+            raise ContractError(f"probs must be ({n}, {len(self.classes)}), got {np.shape(self.probs)}")
+
+    @property
+    def labels(self) -> list[str]:
+        if not len(self.boxes):
+            return []
+        return [self.classes[i] for i in np.asarray(self.probs).argmax(axis=1)]
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        data = {
+            "boxes": np.round(np.asarray(self.boxes, dtype=float), 1).tolist(),
+            "scores": np.round(np.asarray(self.scores, dtype=float), 4).tolist(),
+            "probs": np.round(np.asarray(self.probs, dtype=float), 5).tolist(),
+            "classes": list(self.classes),
+            "models": self.models,
+            "placeholder": self.placeholder,
+            "worker": self.worker,
+        }
+        fields: dict[str, bytes | str] = {
+            "v": str(SCHEMA_VERSION),
+            "kind": "result",
+            "camera": self.camera,
+            "seq": str(self.seq),
+            "ts": repr(self.capture_ts),
+            "pts_done": repr(self.processed_ts),
+            "w": str(self.width),
+            "h": str(self.height),
+            "data": json.dumps(data, separators=(",", ":")),
+        }
+        if self.image is not None:
+            fields["img"] = self.image
+            fields["enc"] = self.encoding
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes, bytes]) -> ResultMessage:
+        try:
+            data = json.loads(_text(fields, "data"))
+            boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
+            scores = np.asarray(data["scores"], dtype=np.float32).reshape(-1)
+            classes = tuple(data["classes"])
+            probs = np.asarray(data["probs"], dtype=np.float32).reshape(len(boxes), len(classes))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ContractError(f"field 'data' is malformed: {e}") from None
+        image = fields.get(b"img")
+        return cls(
+            camera=_text(fields, "camera"),
+            seq=_number(fields, "seq", int),
+            capture_ts=_number(fields, "ts"),
+            width=_number(fields, "w", int),
+            height=_number(fields, "h", int),
+            processed_ts=_number(fields, "pts_done"),
+            boxes=boxes,
+            scores=scores,
+            probs=probs,
+            classes=classes,
+            models=dict(data.get("models", {})),
+            placeholder=bool(data.get("placeholder", False)),
+            worker=str(data.get("worker", "")),
+            image=bytes(image) if image else None,
+            encoding=_text(fields, "enc") if b"enc" in fields else "jpeg",
+        )
+
+
+def decode_result_entry(fields: Mapping[bytes, bytes]) -> ResultMessage | EndOfStream:
+    """Decode a ``results:<camera>`` entry, or raise :class:`ContractError`."""
+    _check_version(fields)
+    kind = _text(fields, "kind")
+    if kind == "result":
+        return ResultMessage.from_fields(fields)
+    if kind == "eof":
+        return EndOfStream.from_fields(fields)
+    raise ContractError(f"unknown message kind {kind!r}")

@@ -1,0 +1,69 @@
+"""Redis key and channel names: the names other programs script against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis name maskwatch uses, under one configurable prefix (default ``maskwatch:``)."""
+
+    prefix: str = "maskwatch:"
+
+    def frames(self, camera: str) -> str:
+        """Stream of encoded frames of one camera (ingest -> worker)."""
+        return f"{self.prefix}frames:{camera}"
+
+    def results(self, camera: str) -> str:
+        """Stream of detection/classification results of one camera (worker -> publisher)."""
+        return f"{self.prefix}results:{camera}"
+
+    @property
+    def events(self) -> str:
+        """Bounded stream of per-frame events; field ``event`` holds the JSON document."""
+        return f"{self.prefix}events"
+
+    @property
+    def violations(self) -> str:
+        """Bounded stream of violation documents; field ``event`` holds the JSON document."""
+        return f"{self.prefix}violations"
+
+    @property
+    def deadletter(self) -> str:
+        """Stream of messages no stage could handle, with the reason."""
+        return f"{self.prefix}deadletter"
+
+    def events_channel(self, camera: str) -> str:
+        return f"{self.prefix}events:{camera}"
+
+    def violations_channel(self, camera: str) -> str:
+        return f"{self.prefix}violations:{camera}"
+
+    @property
+    def cameras(self) -> str:
+        """Set of camera ids that have ever produced frames (worker discovery)."""
+        return f"{self.prefix}cameras"
+
+    def camera_state(self, camera: str) -> str:
+        """Hash with a camera's ingest state, reconnects and last sequence number."""
+        return f"{self.prefix}camera:{camera}"
+
+    def heartbeat(self, stage: str, instance: str) -> str:
+        """Key with a TTL refreshed by a live process."""
+        return f"{self.prefix}heartbeat:{stage}:{instance}"
+
+    def heartbeat_pattern(self, stage: str) -> str:
+        return f"{self.prefix}heartbeat:{stage}:*"
+
+    def dedup(self, event_id: str) -> str:
+        """Marker that an event id has been published (redelivery protection)."""
+        return f"{self.prefix}dedup:{event_id}"
+
+    def frames_pattern(self) -> str:
+        return f"{self.prefix}frames:*"
+
+    def camera_of(self, stream_key: str | bytes) -> str:
+        """The camera id of a ``frames:<camera>`` or ``results:<camera>`` key."""
+        key = stream_key.decode() if isinstance(stream_key, bytes) else stream_key
+        return key.rsplit(":", 1)[1]
