@@ -1,0 +1,1 @@
+"""Training and evaluation of the mask classifier (needs the ``train`` extra)."""
