@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = 1
+UNCLASSIFIED = "unclassified"
 EVENT_NAMESPACE = uuid.UUID("7a1d7f4e-3d2b-4f5e-9a51-6d61736b7761")
 
 
@@ -173,8 +174,11 @@ class ResultMessage:
 
     @property
     def labels(self) -> list[str]:
+        """Argmax class per face; ``unclassified`` for every face when the classifier is a placeholder."""
         if not len(self.boxes):
             return []
+        if self.placeholder:
+            return [UNCLASSIFIED] * len(self.boxes)
         return [self.classes[i] for i in np.asarray(self.probs).argmax(axis=1)]
 
     def to_fields(self) -> dict[str, bytes | str]:

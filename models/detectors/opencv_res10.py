@@ -1,4 +1,4 @@
-"""OpenCV DNN res10 SSD face detector (the notebook's), batched through one forward pass."""
+"""OpenCV DNN res10 SSD face detector (the notebook's)."""
 
 from __future__ import annotations
 
@@ -43,20 +43,18 @@ class OpenCVRes10Detector:
         self.name = f"opencv-res10:{model.name}"
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        if not frames:
-            return []
-        blob = cv2.dnn.blobFromImages(list(frames), 1.0, self.input_size, MEAN_BGR, swapRB=False, crop=False)
+        # One forward pass per frame: OpenCV's DNN (4.x and 5.x) rejects batched input for this
+        # graph's DetectionOutput layer ("expected: 'end <= dims'").
+        return [self._detect_one(frame) for frame in frames]
+
+    def _detect_one(self, frame: np.ndarray) -> Detections:
+        h, w = frame.shape[:2]
+        blob = cv2.dnn.blobFromImage(frame, 1.0, self.input_size, MEAN_BGR, swapRB=False, crop=False)
         self.net.setInput(blob)
-        out = self.net.forward().reshape(-1, 7)  # [image_id, label, score, x1, y1, x2, y2], coords in [0, 1]
-        out = out[out[:, 2] >= self.confidence]
-        results = []
-        for i, frame in enumerate(frames):
-            h, w = frame.shape[:2]
-            rows = out[out[:, 0] == i]
-            boxes = rows[:, 3:7] * np.array([w, h, w, h], dtype=np.float32)
-            det = Detections(boxes, rows[:, 2]).clip(w, h)
-            results.append(_nms(det, self.nms_iou))
-        return results
+        rows = self.net.forward().reshape(-1, 7)  # [image_id, label, score, x1, y1, x2, y2], coords in [0, 1]
+        rows = rows[rows[:, 2] >= self.confidence]
+        boxes = rows[:, 3:7] * np.array([w, h, w, h], dtype=np.float32)
+        return _nms(Detections(boxes, rows[:, 2]).clip(w, h), self.nms_iou)
 
 
 def _nms(det: Detections, iou: float) -> Detections:

@@ -1,0 +1,181 @@
+"""One camera's loop: open, decode, sample, encode, publish; reconnect with backoff on failure."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import redis
+
+from ingest import metrics
+from ingest.backoff import Backoff
+from ingest.frame_sink import FrameSink
+from ingest.sampling import FpsSampler
+from ingest.source import SourceError, iter_frames
+from maskwatch.contracts import EndOfStream, FrameMessage
+from maskwatch.redis_conn import REDIS_DOWN
+from maskwatch.settings import CameraConfig
+
+log = logging.getLogger(__name__)
+
+
+class CameraState(enum.Enum):
+    """Where a camera's reader is. Exported as ``maskwatch_camera_state{state=...}``."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    BACKOFF = "backoff"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass
+class CameraStats:
+    frames_read: int = 0
+    frames_published: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    last_error: str = ""
+
+
+class CameraReader:
+    """Runs one camera on its own thread so a slow or dead camera never slows the others."""
+
+    def __init__(self, camera: CameraConfig, sink: FrameSink, backoff: Backoff, stop: threading.Event) -> None:
+        self.camera, self.sink, self.backoff, self.stop = camera, sink, backoff, stop
+        self.state = CameraState.STOPPED
+        self.stats = CameraStats()
+        self.seq = 0
+        self._encode_params = [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
+        self._policy = camera.effective_drop_policy
+        self.thread = threading.Thread(target=self.run, name=f"camera-{camera.id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        """Read until the file ends, the camera fails for good, or ``stop`` is set."""
+        cam = self.camera
+        log.info("camera %s: source %s (%s, %.1f fps, policy %s)", cam.id, cam.safe_url,
+                 "live" if cam.is_live else "file", cam.fps, self._policy)
+        self.seq = self._register()
+        first_seq = self.seq
+        while not self.stop.is_set():
+            self._set_state(CameraState.CONNECTING)
+            try:
+                self._stream()
+            except SourceError as e:
+                self._failed(e)
+                if not e.retryable:
+                    self._set_state(CameraState.FAILED)
+                    self._end(first_seq, reason=f"error: {e.kind}")
+                    return
+            except REDIS_DOWN as e:
+                self._failed(SourceError(f"camera {cam.id}: Redis unreachable: {e}", "redis"))
+            else:
+                if self.stop.is_set():
+                    break
+                if not cam.is_live and not cam.loop:
+                    self._set_state(CameraState.FINISHED)
+                    self._end(first_seq, reason="eof")
+                    log.info("camera %s: end of file after %d frames", cam.id, self.seq - first_seq)
+                    return
+                if cam.loop:
+                    continue
+                self._failed(SourceError(f"camera {cam.id}: stream ended", "ended"))
+            self._set_state(CameraState.BACKOFF)
+            delay = self.backoff.wait(self.stop)
+            self.stats.reconnects += 1
+            metrics.RECONNECTS.labels(cam.id).inc()
+            log.info("camera %s: reconnecting (attempt %d, waited %.1fs)", cam.id, self.backoff.attempt, delay)
+        self._set_state(CameraState.STOPPED)
+
+    def _stream(self) -> None:
+        cam = self.camera
+        sampler = FpsSampler(cam.fps)
+        start_wall: float | None = None
+        start_media = 0.0
+        for decoded in iter_frames(cam):
+            if self.stop.is_set():
+                return
+            now = time.time()
+            if self.state is not CameraState.STREAMING:
+                self._set_state(CameraState.STREAMING)
+                self.backoff.reset()
+            self.stats.frames_read += 1
+            metrics.FRAMES_READ.labels(cam.id).inc()
+            metrics.LAST_FRAME.labels(cam.id).set(now)
+            if cam.realtime:
+                if start_wall is None:
+                    start_wall, start_media = now, decoded.time_s
+                ahead = (decoded.time_s - start_media) - (now - start_wall)
+                if ahead > 0 and self.stop.wait(ahead):
+                    return
+            if not sampler.keep(decoded.time_s):
+                continue
+            self._publish(decoded.frame.to_ndarray(format="bgr24"), time.time(), decoded.time_s)
+
+    def _publish(self, image, capture_ts: float, pts: float) -> None:
+        cam = self.camera
+        h, w = image.shape[:2]
+        if cam.max_width and w > cam.max_width:
+            h, w = round(h * cam.max_width / w), cam.max_width
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
+        if not ok:
+            raise SourceError(f"camera {cam.id}: JPEG encoding failed", "encode")
+        msg = FrameMessage(cam.id, self.seq, capture_ts, w, h, jpeg.tobytes(), "jpeg", pts)
+        dropped, waited = self.sink.put(msg, self._policy, self.stop)
+        self.seq += 1
+        self.stats.frames_published += 1
+        metrics.FRAMES_PUBLISHED.labels(cam.id).inc()
+        if dropped:
+            self.stats.frames_dropped += dropped
+            metrics.FRAMES_DROPPED.labels(cam.id).inc(dropped)
+        if waited:
+            metrics.BACKLOG_WAIT.labels(cam.id).inc(waited)
+
+    def _register(self) -> int:
+        while not self.stop.is_set():
+            try:
+                return self.sink.register(self.camera.id)
+            except REDIS_DOWN as e:
+                log.warning("camera %s: Redis unreachable (%s); retrying", self.camera.id, e)
+                self.stop.wait(1.0)
+        return 0
+
+    def _end(self, first_seq: int, reason: str) -> None:
+        eos = EndOfStream(self.camera.id, self.seq - 1, self.seq - first_seq, reason)
+        while True:
+            try:
+                self.sink.end(eos)
+                return
+            except REDIS_DOWN as e:
+                if self.stop.is_set():
+                    return
+                log.warning("camera %s: Redis unreachable writing end of file (%s); retrying", self.camera.id, e)
+                self.stop.wait(1.0)
+
+    def _failed(self, err: SourceError) -> None:
+        self.stats.last_error = str(err)
+        metrics.ERRORS.labels(self.camera.id, err.kind).inc()
+        log.error("%s%s", err, "" if err.retryable else " (not retried)")
+
+    def _set_state(self, state: CameraState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        cam = self.camera.id
+        for s in CameraState:
+            metrics.CAMERA_STATE.labels(cam, s.value).set(1 if s is state else 0)
+        metrics.CAMERA_UP.labels(cam).set(1 if state is CameraState.STREAMING else 0)
+        log.info("camera %s: %s", cam, state.value)
+        try:
+            self.sink.set_state(cam, state=state.value, since=time.time(), reconnects=self.stats.reconnects)
+        except (redis.RedisError, *REDIS_DOWN):
+            pass

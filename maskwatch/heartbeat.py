@@ -1,0 +1,64 @@
+"""Liveness: each process refreshes a key with a TTL; ``maskwatch check`` reads it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+
+import redis
+
+from maskwatch.keys import Keys
+from maskwatch.metrics_server import HEARTBEAT
+from maskwatch.settings import Settings
+
+
+def instance_name(stage: str) -> str:
+    """``host-pid`` (unique per process; also the consumer name in Redis groups)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Heartbeat:
+    """Refreshes ``<prefix>heartbeat:<stage>:<instance>`` at most every ``ttl/3`` seconds."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, stage: str, instance: str, ttl_s: int) -> None:
+        self.client, self.stage, self.ttl_s = client, stage, ttl_s
+        self.key = keys.heartbeat(stage, instance)
+        self._next = 0.0
+
+    def beat(self, **info: object) -> None:
+        """Refresh the key if due; Redis errors propagate to the caller's reconnect logic."""
+        now = time.time()
+        if now < self._next:
+            return
+        self.client.set(self.key, json.dumps({"ts": now, "pid": os.getpid(), **info}), ex=self.ttl_s)
+        HEARTBEAT.labels(self.stage).set(now)
+        self._next = now + max(1.0, self.ttl_s / 3)
+
+    def clear(self) -> None:
+        """Remove the key on a clean exit (best effort)."""
+        with contextlib.suppress(redis.RedisError):
+            self.client.delete(self.key)
+
+
+def check_alive(settings: Settings, stage: str, instance: str | None = None) -> int:
+    """Exit code 0 if a live ``stage`` process (or that ``instance``) has a heartbeat, else 1."""
+    from maskwatch.redis_conn import connect
+
+    keys = Keys(settings.key_prefix)
+    client = connect(settings, socket_timeout=5)
+    try:
+        if instance:
+            found = [keys.heartbeat(stage, instance).encode()] if client.exists(keys.heartbeat(stage, instance)) else []
+        else:
+            found = list(client.scan_iter(match=keys.heartbeat_pattern(stage), count=500))
+    except redis.RedisError as e:
+        print(f"{stage}: cannot reach Redis at {settings.safe_redis_url}: {e}")
+        return 1
+    if not found:
+        print(f"{stage}: no live process (no heartbeat under {keys.heartbeat_pattern(stage)})")
+        return 1
+    print(f"{stage}: alive ({len(found)} process(es))")
+    return 0

@@ -1,0 +1,65 @@
+"""Run a stage in the foreground: signals set a stop event, work drains to a deadline, one summary line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from maskwatch.settings import Settings
+
+log = logging.getLogger("maskwatch")
+
+
+def install_signal_handlers(stop: threading.Event, grace_s: float) -> None:
+    """SIGINT/SIGTERM set ``stop``; if the drain outlasts ``grace_s`` (or a second signal), exit hard."""
+
+    def force_exit() -> None:
+        log.error("shutdown: drain did not finish within %.0fs; exiting", grace_s)
+        os._exit(1)
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            force_exit()
+        log.info("shutdown: %s received, draining (up to %.0fs)", signal.Signals(signum).name, grace_s)
+        stop.set()
+        timer = threading.Timer(grace_s, force_exit)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def build_stage(name: str, settings: Settings, camera_ids: list[str] | None = None):
+    """The service object of stage ``name``, built with its defaults."""
+    if name == "ingest":
+        from ingest.service import IngestService
+
+        return IngestService.from_settings(settings, camera_ids)
+    if name == "worker":
+        from worker.service import WorkerService
+
+        return WorkerService.from_settings(settings)
+    if name == "publisher":
+        from publisher.service import PublisherService
+
+        return PublisherService.from_settings(settings)
+    raise ValueError(f"unknown stage {name!r}")
+
+
+def run_stage(name: str, settings: Settings, camera_ids: list[str] | None = None) -> int:
+    """Run one stage until SIGINT/SIGTERM (or, for an ingest of files, until they end)."""
+    try:
+        service = build_stage(name, settings, camera_ids)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"maskwatch {name}: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    install_signal_handlers(stop, settings.shutdown_grace_s)
+    log.info("%s: started (redis %s, key prefix %r)", name, settings.safe_redis_url, settings.key_prefix)
+    summary = service.run(stop)
+    log.info("%s", summary)
+    return 0

@@ -1,0 +1,33 @@
+"""Start a stage's Prometheus endpoint and the metrics every process shares."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, start_http_server
+
+log = logging.getLogger(__name__)
+
+UP = Gauge("maskwatch_process_up", "1 while this stage's loop runs", ["stage"])
+REDIS_ERRORS = Counter("maskwatch_redis_errors_total", "Redis connection errors survived", ["stage"])
+HEARTBEAT = Gauge("maskwatch_heartbeat_timestamp_seconds", "Unix time of the last heartbeat", ["stage"])
+STREAM_LAG = Gauge("maskwatch_stream_lag_messages", "Entries not yet delivered to the consumer group", ["stream", "camera"])
+STREAM_PENDING = Gauge("maskwatch_stream_pending_messages", "Entries delivered but not acknowledged", ["stream", "camera"])
+STREAMS = Gauge("maskwatch_consumed_streams", "Camera streams this process consumes", ["stream"])
+RECLAIMED = Counter("maskwatch_reclaimed_total", "Messages reclaimed from dead consumers", ["stream", "camera"])
+DEADLETTERS = Counter("maskwatch_deadletter_total", "Messages sent to the dead-letter stream", ["stage", "reason"])
+
+_started: set[int] = set()
+
+
+def serve_metrics(port: int, stage: str) -> None:
+    """Serve /metrics on ``port`` (0 disables it; a port already served in this process is reused)."""
+    if port == 0 or port in _started:
+        return
+    try:
+        start_http_server(port)
+    except OSError as e:
+        log.error("%s: cannot serve metrics on port %d: %s", stage, port, e)
+        return
+    _started.add(port)
+    log.info("%s: metrics on http://0.0.0.0:%d/metrics", stage, port)

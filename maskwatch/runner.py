@@ -1,0 +1,97 @@
+"""``maskwatch run``: ingest, worker and publisher together in one process, for one machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from maskwatch.lifecycle import build_stage, install_signal_handlers
+from maskwatch.private_redis import RedisServer
+from maskwatch.settings import Settings
+
+log = logging.getLogger("maskwatch")
+
+
+class _JsonLines:
+    def __init__(self, path: str) -> None:
+        self.file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.lock = threading.Lock()
+
+    def __call__(self, doc: dict[str, Any]) -> None:
+        with self.lock:
+            self.file.write(json.dumps(doc) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def run_all(settings: Settings, exit_when_done: bool = True, results_json: str | None = None,
+            stop: threading.Event | None = None) -> int:
+    """Run all three stages; with only file sources, return once every frame's event is published."""
+    if not settings.cameras:
+        print("maskwatch run: no camera configured: pass --source URL or --config FILE with `cameras:`", file=sys.stderr)
+        return 2
+    server = None
+    if settings.redis_url is None:
+        if shutil.which("redis-server"):
+            server = RedisServer(unix_socket=True).start()
+            settings.redis_url = SecretStr(server.url)
+            log.info("run: no Redis URL configured; started a private redis-server at %s (no persistence)", server.url)
+        else:
+            log.info("run: no Redis URL configured and no redis-server on PATH; using redis://127.0.0.1:6379/0")
+    sink = _JsonLines(results_json) if results_json else None
+    own_signals = stop is None
+    stop = stop or threading.Event()
+    try:
+        try:
+            services = {name: build_stage(name, settings) for name in ("ingest", "worker", "publisher")}
+        except (ValueError, OSError) as e:
+            print(f"maskwatch run: {e}", file=sys.stderr)
+            return 2
+        if sink:
+            services["publisher"].on_event = sink
+        if own_signals:
+            install_signal_handlers(stop, settings.shutdown_grace_s)
+        return _supervise(services, settings, stop, exit_when_done)
+    finally:
+        if sink:
+            sink.close()
+        if server:
+            server.cleanup()
+            log.info("run: private redis-server stopped")
+
+
+def _supervise(services: dict[str, Any], settings: Settings, stop: threading.Event, exit_when_done: bool) -> int:
+    stops = {name: threading.Event() for name in services}
+    summaries: dict[str, str] = {}
+
+    def run(name: str) -> None:
+        summaries[name] = services[name].run(stops[name])
+
+    threads = {name: threading.Thread(target=run, args=(name,), name=name, daemon=True) for name in services}
+    for t in threads.values():
+        t.start()
+    ingest, publisher = services["ingest"], services["publisher"]
+    files_only = not any(c.is_live or c.loop for c in ingest.cameras)
+    file_ids = [c.id for c in ingest.cameras]
+    while not stop.is_set():
+        if exit_when_done and files_only and ingest.finished and publisher.done(file_ids):
+            log.info("run: every file has been processed and published")
+            break
+        if any(not t.is_alive() for n, t in threads.items() if n != "ingest"):
+            log.error("run: a stage stopped unexpectedly")
+            break
+        stop.wait(0.2)
+    for name in ("ingest", "worker", "publisher"):  # upstream first, so downstream drains what is in flight
+        stops[name].set()
+        threads[name].join(timeout=settings.shutdown_grace_s)
+    failed = [r.camera.id for r in ingest.readers if r.state.value == "failed"]
+    log.info("run: %s | %s | %s", *(summaries.get(n, f"{n}: did not stop") for n in ("ingest", "worker", "publisher")))
+    return 1 if failed else 0

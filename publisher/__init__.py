@@ -1,0 +1,1 @@
+"""publisher: turn results into events, violations, clips and metrics."""

@@ -1,0 +1,1 @@
+"""worker: batch frames across cameras, detect faces, classify masks, write results."""

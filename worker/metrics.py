@@ -1,0 +1,15 @@
+"""Prometheus metrics of the worker stage."""
+
+from prometheus_client import Counter, Histogram
+
+BATCH_SIZE = Histogram(
+    "maskwatch_worker_batch_size_frames", "Frames per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+INFERENCE_SECONDS = Histogram(
+    "maskwatch_worker_inference_seconds",
+    "Seconds per batch by step",
+    ["step"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+FRAMES_PROCESSED = Counter("maskwatch_worker_frames_processed_total", "Frames whose results were written", ["camera"])
+FACES = Counter("maskwatch_worker_faces_total", "Faces classified, by class", ["camera", "class"])

@@ -1,0 +1,169 @@
+"""The worker stage loop: read a batch across cameras, infer, write results, then acknowledge."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from maskwatch.contracts import ContractError, EndOfStream, FrameMessage, decode_frame_entry
+from maskwatch.deadletter import add_deadletter, deadletter_fields
+from maskwatch.group_consumer import Entry, StreamGroupConsumer
+from maskwatch.heartbeat import Heartbeat, instance_name
+from maskwatch.keys import Keys
+from maskwatch.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
+from maskwatch.redis_conn import REDIS_DOWN, connect, wait_for_redis
+from maskwatch.settings import Settings, WorkerSettings
+from worker import metrics
+from worker.inference import BatchInference, Rejected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    frames: int = 0
+    faces: int = 0
+    deadletters: int = 0
+    reclaimed: int = 0
+
+
+class WorkerService:
+    """Batches frames from every camera through one consumer group; acks only after results are written."""
+
+    stage = "worker"
+
+    def __init__(self, client: redis.Redis, keys: Keys, consumer: StreamGroupConsumer, inference: BatchInference,
+                 heartbeat: Heartbeat, config: WorkerSettings) -> None:
+        self.client, self.keys, self.consumer, self.inference = client, keys, consumer, inference
+        self.heartbeat, self.config = heartbeat, config
+        self.stats = WorkerStats()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerService:
+        from models.factory import build_classifier, build_detector
+
+        _log_devices()
+        cfg = settings.worker
+        name = cfg.consumer or instance_name(cls.stage)
+        client = connect(settings, socket_timeout=max(30.0, cfg.max_wait_ms / 1000 + 10))
+        keys = Keys(settings.key_prefix)
+        consumer = StreamGroupConsumer(client, keys, "frames", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s)
+        detector = build_detector(settings.detector)
+        classifier = build_classifier(settings.classifier)
+        log.info("worker %s: detector %s, classifier %s%s", name, detector.name, classifier.name,
+                 " (PLACEHOLDER: no real mask classification)" if classifier.placeholder else "")
+        inference = BatchInference(detector, classifier, settings.classifier.margin, name, cfg.include_image)
+        hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
+        return cls(client, keys, consumer, inference, hb, cfg)
+
+    def run(self, stop: threading.Event) -> str:
+        """Loop until ``stop``; the batch in flight is finished before returning the summary line."""
+        serve_metrics(self.config.metrics_port, self.stage)
+        UP.labels(self.stage).set(1)
+        next_lag = 0.0
+        while not stop.is_set():
+            try:
+                self.heartbeat.beat(frames=self.stats.frames)
+                self.consumer.discover()
+                if time.monotonic() >= next_lag:
+                    self.consumer.update_lag_metrics()
+                    next_lag = time.monotonic() + 2.0
+                self.step()
+            except REDIS_DOWN as e:
+                REDIS_ERRORS.labels(self.stage).inc()
+                log.warning("worker: Redis connection lost (%s)", e)
+                if wait_for_redis(self.client, stop.is_set, self.stage):
+                    self.consumer.reset()
+        UP.labels(self.stage).set(0)
+        self.heartbeat.clear()
+        return self.summary()
+
+    def step(self) -> int:
+        """Process one batch (waiting up to ``max_wait_ms`` to fill it); returns frames handled."""
+        entries = self._collect_batch()
+        if not entries:
+            return 0
+        frames: list[tuple[Entry, FrameMessage]] = []
+        pipe = self.client.pipeline(transaction=True)
+        for entry in entries:
+            try:
+                msg = decode_frame_entry(entry.fields)
+            except ContractError as e:
+                self._deadletter(pipe, entry, "malformed", f"malformed frame message: {e}")
+                continue
+            if isinstance(msg, EndOfStream):
+                pipe.xadd(self.keys.results(msg.camera), msg.to_fields(), maxlen=self.config.results_max_len, approximate=True)
+            else:
+                frames.append((entry, msg))
+        try:
+            results, bad = self.inference.process([m for _, m in frames]) if frames else ([], [])
+        except Exception as e:  # noqa: BLE001 - a model failure must not stop the worker or lose frames
+            log.exception("worker: inference failed on a batch of %d frame(s)", len(frames))
+            results, bad = [], [Rejected(m, "inference_error", f"inference failed: {type(e).__name__}: {e}") for _, m in frames]
+        rejected = {(b.frame.camera, b.frame.seq): b for b in bad}
+        for entry, msg in frames:
+            if (b := rejected.get((msg.camera, msg.seq))) is not None:
+                self._deadletter(pipe, entry, b.kind, b.reason)
+        for r in results:
+            pipe.xadd(self.keys.results(r.camera), r.to_fields(), maxlen=self.config.results_max_len, approximate=True)
+        self.consumer.ack(entries, pipe)
+        pipe.execute()  # results and acks land together, or not at all
+        self._count(entries, results)
+        return len(entries)
+
+    def _collect_batch(self) -> list[Entry]:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.max_wait_ms / 1000
+        batch = self.consumer.read(cfg.max_batch, cfg.max_wait_ms)
+        while batch and len(batch) < cfg.max_batch:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = self.consumer.read(cfg.max_batch - len(batch), left_ms)
+            if not more:
+                break
+            batch += more
+        return batch
+
+    def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: str, reason: str) -> None:
+        log.error("worker: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), reason)
+        add_deadletter(pipe, self.keys.deadletter, deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields))
+        DEADLETTERS.labels(self.stage, kind).inc()
+        self.stats.deadletters += 1
+
+    def _count(self, entries: list[Entry], results: list) -> None:
+        self.stats.batches += 1
+        self.stats.frames += len(results)
+        self.stats.reclaimed += sum(e.reclaimed for e in entries)
+        metrics.BATCH_SIZE.observe(len(entries))
+        for r in results:
+            metrics.FRAMES_PROCESSED.labels(r.camera).inc()
+            self.stats.faces += len(r.boxes)
+            for label in r.labels:
+                metrics.FACES.labels(r.camera, label).inc()
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f"worker: {s.frames} frames in {s.batches} batches, {s.faces} faces, "
+                f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed")
+
+
+def _log_devices() -> None:
+    """Say whether TensorFlow sees a GPU (it uses one automatically when present)."""
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception as e:  # noqa: BLE001 - TF missing/broken only matters to the keras classifier
+        log.info("worker: TensorFlow not available (%s)", e)
+        return
+    for gpu in gpus:
+        with contextlib.suppress(RuntimeError, ValueError):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    log.info("worker: TensorFlow devices: %s", ", ".join(g.name for g in gpus) if gpus else "CPU only (no GPU found)")
