@@ -60,7 +60,9 @@ def validate_polygon(points: Sequence[Sequence[float]]) -> list[Point]:
             raise ZoneError(f"point {i} must be (x, y), got {len(p)} values")
         x, y = float(p[0]), float(p[1])
         if not (np.isfinite(x) and np.isfinite(y)) or not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-            raise ZoneError(f"point {i} ({x}, {y}) is outside [0, 1]: zone points are normalized to the frame size")
+            raise ZoneError(
+                f"point {i} ({x}, {y}) is outside [0, 1]: zone points are normalized to the frame size"
+            )
         pts.append((x, y))
     if len(pts) < 3:
         raise ZoneError(f"a zone needs at least 3 points, got {len(pts)}")
@@ -93,7 +95,9 @@ def points_in_polygon(xs: np.ndarray, ys: np.ndarray, polygon: Sequence[Point]) 
     return inside
 
 
-def faces_in_zones(boxes: np.ndarray, width: int, height: int, zones: Sequence[Sequence[Point]]) -> np.ndarray:
+def faces_in_zones(
+    boxes: np.ndarray, width: int, height: int, zones: Sequence[Sequence[Point]]
+) -> np.ndarray:
     """Boolean mask over ``boxes`` (N, 4 pixels): box centre inside any zone; all True without zones."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if not zones:

@@ -1,0 +1,208 @@
+"""Per-camera face tracking across processed frames: IoU and motion association with a maximum age.
+
+Each track predicts its next box from a smoothed constant velocity; faces are matched to
+tracks greedily, first by IoU with the predicted box, then (for fast or jittery faces) by the
+distance of box centres measured in face widths. A track that finds no face for more than
+``max_age_frames`` processed frames ends, so a face hidden for a few frames keeps its track.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from publisher.decide import AgreementRule, Decision
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (M, 4) with every box of ``b`` (N, 4), as (M, N)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+@dataclass
+class Track:
+    """One face followed across frames of one camera.
+
+    ``id`` is ``"<first seq>-<face index>"``: unique per camera and the same when the same
+    results are replayed after a restart.
+    """
+
+    id: str
+    first_seq: int
+    first_ts: float
+    box: np.ndarray
+    last_seq: int
+    last_ts: float
+    last_frame: int
+    history: deque[np.ndarray]
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    hits: int = 1
+    decision: Decision | None = None
+    first_decision: Decision | None = None
+    violation_raised: bool = False
+    ever_violating: bool = False
+    best_quality: float = -1.0
+    best_seq: int = -1
+    best_box: np.ndarray | None = None
+
+    def predicted_box(self, frame: int) -> np.ndarray:
+        """The box expected at processed frame number ``frame`` (constant velocity)."""
+        return self.box + self.velocity * (frame - self.last_frame)
+
+    @property
+    def label(self) -> str | None:
+        """The decided class, or None while undecided."""
+        return self.decision.label if self.decision else None
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """A face of the current frame and the track it belongs to."""
+
+    index: int
+    track: Track
+    new_track: bool
+    decision_changed: bool
+
+
+@dataclass(frozen=True)
+class TrackerUpdate:
+    """What one frame did: its faces with their tracks, and the tracks that ended."""
+
+    faces: list[TrackedFace]
+    ended: list[Track]
+
+
+class FaceTracker:
+    """Tracks the faces of one camera; feed it every processed frame in order with :meth:`update`."""
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        rule: AgreementRule | None = None,
+        iou_threshold: float = 0.25,
+        max_center_shift: float = 0.6,
+        max_age_frames: int = 10,
+        velocity_smoothing: float = 0.5,
+    ):
+        self.classes = tuple(classes)
+        self.rule = rule or AgreementRule()
+        self.iou_threshold = iou_threshold
+        self.max_center_shift = max_center_shift
+        self.max_age_frames = max_age_frames
+        self.velocity_smoothing = velocity_smoothing
+        self.tracks: list[Track] = []
+        self.frame = 0
+
+    def _associate(self, boxes: np.ndarray) -> dict[int, int]:
+        """Greedy face -> track assignment: IoU with the predicted box first, then centre distance."""
+        if not self.tracks or not len(boxes):
+            return {}
+        predicted = np.stack([t.predicted_box(self.frame) for t in self.tracks])
+        ious = iou_matrix(boxes, predicted)
+        pairs: dict[int, int] = {}
+        used: set[int] = set()
+        for flat in np.argsort(-ious, axis=None):
+            d, t = divmod(int(flat), len(self.tracks))
+            if ious[d, t] < self.iou_threshold:
+                break
+            if d in pairs or t in used:
+                continue
+            pairs[d] = t
+            used.add(t)
+        if self.max_center_shift <= 0:
+            return pairs
+        centers_d = (boxes[:, :2] + boxes[:, 2:]) / 2
+        centers_t = (predicted[:, :2] + predicted[:, 2:]) / 2
+        widths_d = (boxes[:, 2] - boxes[:, 0]).clip(1)
+        widths_t = (predicted[:, 2] - predicted[:, 0]).clip(1)
+        scale = np.maximum(widths_d[:, None], widths_t[None, :])
+        dist = np.linalg.norm(centers_d[:, None, :] - centers_t[None, :, :], axis=2) / scale
+        size_ratio = np.maximum(widths_d[:, None], widths_t[None, :]) / np.minimum(
+            widths_d[:, None], widths_t[None, :]
+        )
+        dist[size_ratio > 2.0] = np.inf
+        for flat in np.argsort(dist, axis=None):
+            d, t = divmod(int(flat), len(self.tracks))
+            if dist[d, t] > self.max_center_shift:
+                break
+            if d in pairs or t in used:
+                continue
+            pairs[d] = t
+            used.add(t)
+        return pairs
+
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, seq: int, ts: float
+    ) -> TrackerUpdate:
+        """Add one processed frame: ``boxes`` (N, 4) pixels, ``scores`` (N,), ``probs`` (N, C)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(boxes), len(self.classes))
+        if not (len(boxes) == len(scores) == len(probs)):
+            raise ValueError(
+                f"boxes (N, 4), scores (N,) and probs (N, C) must agree: {boxes.shape}, {scores.shape}, {probs.shape}"
+            )
+        self.frame += 1
+        pairs = self._associate(boxes)
+        faces: list[TrackedFace] = []
+        for d in range(len(boxes)):
+            box = boxes[d]
+            if d in pairs:
+                track = self.tracks[pairs[d]]
+                gap = max(self.frame - track.last_frame, 1)
+                step = (box - track.box) / gap
+                a = self.velocity_smoothing
+                track.velocity = step if track.hits == 1 else a * track.velocity + (1 - a) * step
+                track.box, track.last_seq, track.last_ts, track.last_frame = box, seq, ts, self.frame
+                track.hits += 1
+                new = False
+            else:
+                track = Track(
+                    id=f"{seq}-{d}",
+                    first_seq=seq,
+                    first_ts=ts,
+                    box=box,
+                    last_seq=seq,
+                    last_ts=ts,
+                    last_frame=self.frame,
+                    history=deque(maxlen=self.rule.window),
+                )
+                self.tracks.append(track)
+                new = True
+            track.history.append(probs[d])
+            quality = float((box[2] - box[0]) * (box[3] - box[1]) * scores[d])
+            if quality > track.best_quality:
+                track.best_quality, track.best_seq, track.best_box = quality, seq, box.copy()
+            decision = self.rule.decide(track.history, self.classes)
+            changed = decision is not None and (
+                track.decision is None or decision.label != track.decision.label
+            )
+            if decision is not None:
+                track.decision = decision  # undecided windows keep the last decision (hysteresis)
+                if track.first_decision is None:
+                    track.first_decision = decision
+            faces.append(TrackedFace(d, track, new, changed))
+        ended = [t for t in self.tracks if self.frame - t.last_frame > self.max_age_frames]
+        if ended:
+            self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= self.max_age_frames]
+        return TrackerUpdate(faces, ended)
+
+    def flush(self) -> list[Track]:
+        """End and return every live track (the camera's stream ended)."""
+        ended, self.tracks = self.tracks, []
+        return ended
