@@ -1,0 +1,34 @@
+"""Sampling to a target rate and reconnect backoff."""
+
+from __future__ import annotations
+
+import random
+
+from ingest.backoff import Backoff
+from ingest.sampling import FpsSampler
+
+
+def test_sampler_keeps_target_rate_from_30fps():
+    s = FpsSampler(5)
+    kept = [i for i in range(300) if s.keep(i / 30)]
+    assert len(kept) == 50 and kept[:3] == [0, 6, 12]
+
+
+def test_sampler_keeps_every_frame_when_source_is_slower():
+    s = FpsSampler(10)
+    assert all(s.keep(i / 4) for i in range(20))
+
+
+def test_sampler_restarts_when_time_jumps_back():
+    s = FpsSampler(1)
+    assert s.keep(100.0) and not s.keep(100.5)
+    assert s.keep(0.0)  # a reconnect starts timestamps over
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    b = Backoff(1.0, 8.0, random.Random(1))
+    delays = [b.next_delay() for _ in range(8)]
+    assert all(0.5 <= d <= 8.0 for d in delays)
+    assert delays[0] < 1.5 and max(delays[4:]) <= 8.0 and min(delays[4:]) >= 4.0
+    b.reset()
+    assert b.next_delay() < 1.5

@@ -1,0 +1,109 @@
+"""End to end through real Redis, real decoding and the real detector: files, bad input, dead letters."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import redis
+
+from ingest.camera import CameraState
+from ingest.service import IngestService
+from maskwatch.contracts import FrameMessage
+from maskwatch.keys import Keys
+from maskwatch.runner import run_all
+from publisher.service import PublisherService
+from tests.support.pipeline import make_settings, read_events, running, wait_for
+from worker.service import WorkerService
+
+KEYS = Keys()
+BARE = "bare_then_masked_720p.mp4"  # 268 frames at 30 fps: 45 frames at 5 fps
+
+
+def test_file_source_yields_exactly_one_event_per_sampled_frame_in_order(redis_url, weights_dir, videos):
+    s = make_settings(redis_url, weights_dir, cameras=[{"id": "door", "url": str(videos / BARE), "fps": 5}],
+                      ingest={"file_max_backlog": 4}, worker={"max_batch": 4})
+    assert run_all(s, stop=threading.Event()) == 0
+    events = read_events(redis.Redis.from_url(redis_url))
+    assert [e["seq"] for e in events] == list(range(45))
+    assert len({e["id"] for e in events}) == 45
+    e = events[10]
+    assert e["schema"] == "maskwatch.frame" and e["schema_version"] == 1 and e["camera"] == "door"
+    assert e["width"] == 1280 and e["height"] == 720
+    assert e["capture_ts"] <= e["processed_ts"] <= e["published_ts"]
+    assert sum(len(ev["faces"]) for ev in events) >= 30, "the woman's face is found in most frames"
+    face = next(f for ev in events for f in ev["faces"])
+    assert set(face) == {"box", "score", "class", "probs"} and len(face["box"]) == 4
+    assert sum(e["counts"].values()) == len(e["faces"])
+
+
+def test_cameras_are_independent_and_bad_sources_get_clear_errors(redis_url, weights_dir, videos, tmp_path, caplog):
+    text_file = tmp_path / "notes.mp4"
+    text_file.write_text("this is not a video\n" * 100)
+    cams = [
+        {"id": "good", "url": str(videos / BARE), "fps": 2},
+        {"id": "textfile", "url": str(text_file)},
+        {"id": "missing", "url": str(tmp_path / "nope.mp4")},
+        {"id": "offline", "url": "rtsp://127.0.0.1:9/none", "open_timeout_s": 1, "stall_timeout_s": 1},
+    ]
+    s = make_settings(redis_url, weights_dir, cameras=cams)
+    ingest = IngestService.from_settings(s)
+    client = redis.Redis.from_url(redis_url)
+    with running(ingest):
+        by_id = lambda: {r.camera.id: r for r in ingest.readers}  # noqa: E731
+        wait_for(lambda: ingest.readers and by_id()["good"].state is CameraState.FINISHED, 60, what="good camera done")
+        wait_for(lambda: by_id()["offline"].stats.reconnects >= 2, 30, what="offline camera retried")
+        readers = by_id()
+    assert readers["good"].stats.frames_published == 18
+    assert client.xlen(KEYS.frames("good")) == 19  # 18 frames + end-of-file marker
+    assert readers["textfile"].state is CameraState.FAILED and "not a readable video" in readers["textfile"].stats.last_error
+    assert readers["missing"].state is CameraState.FAILED and "no such file" in readers["missing"].stats.last_error
+    assert "connection refused" in readers["offline"].stats.last_error or "timed out" in readers["offline"].stats.last_error
+    assert client.hget(KEYS.camera_state("offline"), "state") in (b"backoff", b"connecting", b"stopped")
+
+
+def test_garbage_and_undecodable_frames_go_to_the_dead_letter_stream(redis_url, weights_dir, videos):
+    s = make_settings(redis_url, weights_dir)
+    client = redis.Redis.from_url(redis_url)
+    client.sadd(KEYS.cameras, "cam")
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((120, 160, 3), np.uint8))
+    stream = KEYS.frames("cam")
+    client.xadd(stream, {"garbage": b"\x00\xff\x13"})
+    client.xadd(stream, FrameMessage("cam", 0, 1.0, 160, 120, b"not a jpeg at all").to_fields())
+    client.xadd(stream, FrameMessage("cam", 1, 1.0, 160, 120, jpeg.tobytes()).to_fields())
+    worker = WorkerService.from_settings(s)
+    with running(worker):
+        wait_for(lambda: client.xlen(KEYS.results("cam")) == 1, 30, what="the good frame's result")
+        wait_for(lambda: client.xlen(KEYS.deadletter) == 2, 10, what="two dead letters")
+    letters = [f for _, f in client.xrange(KEYS.deadletter)]
+    reasons = [f[b"reason"].decode() for f in letters]
+    assert "missing field 'v'" in reasons[0] and "do not decode as jpeg" in reasons[1]
+    assert letters[0][b"msg.garbage"] == b"\x00\xff\x13"  # the original message is kept
+    assert client.xlen(stream) == 0  # everything handled and removed
+    assert worker.stats.deadletters == 2 and worker.stats.frames == 1
+
+
+def test_publisher_publishes_to_stream_and_channel_and_skips_redelivered_results(redis_url, weights_dir, videos):
+    s = make_settings(redis_url, weights_dir, cameras=[{"id": "cam", "url": str(videos / BARE), "fps": 1}])
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(KEYS.events_channel("cam"))
+    ingest, worker = IngestService.from_settings(s), WorkerService.from_settings(s)
+    with running(ingest), running(worker):
+        wait_for(lambda: client.xlen(KEYS.results("cam")) == 10, 60, what="10 results (9 frames + eof)")
+    results = client.xrange(KEYS.results("cam"))
+    for _, fields in results[:3]:  # a crashed publisher's redelivery: the same results again
+        client.xadd(KEYS.results("cam"), fields)
+    publisher = PublisherService.from_settings(s)
+    with running(publisher):
+        wait_for(lambda: publisher.done(["cam"]) and client.xlen(KEYS.results("cam")) == 0, 30, what="all published")
+    events = read_events(client)
+    assert [e["seq"] for e in events] == list(range(9))
+    assert publisher.stats.duplicates == 3
+    messages = []
+    while (m := pubsub.get_message(timeout=1)) is not None:
+        if m["type"] == "message":
+            messages.append(m["data"])
+    assert len(messages) == 9
+    assert messages[0] == client.xrange(KEYS.events)[0][1][b"event"]

@@ -1,0 +1,103 @@
+"""Config: env over YAML over defaults, validation with field paths, secrets never shown."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from maskwatch.redaction import RedactingFilter, redact_url
+from maskwatch.settings import ConfigError, load_settings
+
+GOOD = """
+redis_url: redis://:hunter2@127.0.0.1:6379/0
+cameras:
+  - id: door
+    url: rtsp://admin:s3cret@10.0.0.5/stream1
+    fps: 4
+  - id: lobby
+    url: /videos/lobby.mp4
+worker:
+  max_batch: 8
+"""
+
+BAD = """
+cameras:
+  - id: "bad id!"
+    url: rtsp://x/y
+    fps: -1
+  - id: ok
+    url: ""
+    colour: red
+worker:
+  max_batch: 0
+"""
+
+
+def test_yaml_then_env_override(tmp_path, monkeypatch):
+    f = tmp_path / "c.yaml"
+    f.write_text(GOOD)
+    monkeypatch.setenv("MASKWATCH_WORKER__MAX_BATCH", "32")
+    s = load_settings(f)
+    assert [c.id for c in s.cameras] == ["door", "lobby"]
+    assert s.worker.max_batch == 32  # environment beats the file
+    assert s.cameras[0].is_live and s.cameras[0].effective_drop_policy == "drop_oldest"
+    assert not s.cameras[1].is_live and s.cameras[1].effective_drop_policy == "block"
+
+
+def test_redis_url_from_env(monkeypatch):
+    monkeypatch.setenv("MASKWATCH_REDIS_URL", "redis://:pw@127.0.0.1:1/0")
+    s = load_settings()
+    assert s.redis_url.get_secret_value() == "redis://:pw@127.0.0.1:1/0"
+    assert "pw" not in s.safe_redis_url and "pw" not in repr(s)
+
+
+def test_secrets_are_redacted_everywhere(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(GOOD)
+    s = load_settings(f)
+    assert "s3cret" not in repr(s) and "hunter2" not in repr(s)
+    assert s.cameras[0].safe_url == "rtsp://admin:***@10.0.0.5/stream1"
+    assert redact_url("https://cam/x.m3u8?token=abc&a=1") == "https://cam/x.m3u8?token=***&a=1"
+
+
+def test_logging_filter_redacts_any_url_credentials(caplog):
+    logger = logging.getLogger("maskwatch.test")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO):
+        logger.info("opening %s", "rtsp://user:topsecret@cam.local/live")
+    assert "topsecret" not in caplog.text and "rtsp://user:***@cam.local/live" in caplog.text
+
+
+def test_every_invalid_field_is_reported_with_its_path(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text(BAD)
+    with pytest.raises(ConfigError) as err:
+        load_settings(f)
+    text = "\n".join(err.value.problems)
+    for path in ("cameras.0.id", "cameras.0.fps", "cameras.1.url", "cameras.1.colour", "worker.max_batch"):
+        assert path in text, text
+
+
+def test_duplicate_camera_ids_rejected():
+    with pytest.raises(ConfigError, match="repeated: a"):
+        load_settings(None, cameras=[{"id": "a", "url": "x.mp4"}, {"id": "a", "url": "y.mp4"}])
+
+
+def test_validate_config_command(tmp_path):
+    bad, good, garbage = tmp_path / "bad.yaml", tmp_path / "good.yaml", tmp_path / "garbage.yaml"
+    bad.write_text(BAD)
+    good.write_text(GOOD)
+    garbage.write_text("cameras: [unclosed")
+    run = lambda f: subprocess.run([sys.executable, "-m", "maskwatch.cli", "validate-config", str(f)],  # noqa: E731
+                                   capture_output=True, text=True)
+    r = run(bad)
+    assert r.returncode == 2 and "cameras.0.fps" in r.stderr and "worker.max_batch" in r.stderr
+    r = run(good)
+    assert r.returncode == 0 and "door, lobby" in r.stdout and "s3cret" not in r.stdout
+    r = run(garbage)
+    assert r.returncode == 2 and "not valid YAML" in r.stderr
+    r = run(tmp_path / "missing.yaml")
+    assert r.returncode == 2 and "cannot read config file" in r.stderr
