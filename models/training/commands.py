@@ -3,7 +3,144 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction, evaluate_sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands; each sets ``func(args) -> int``."""
+    p = sub.add_parser("train", help="Train the mask classifier (needs the 'train' extra)")
+    p.add_argument(
+        "--shared", type=Path, default=None, help="Data folder (default $MASKWATCH_SHARED or ../shared)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/classifier"), help="Run folder: checkpoints, history, report"
+    )
+    p.add_argument("--sources", default="crops,scenes", help="Comma list of training sources: crops, scenes")
+    p.add_argument("--input-size", type=int, default=96, help="Square input side in pixels (default 96)")
+    p.add_argument(
+        "--margin", type=float, default=0.15, help="Margin around scene face boxes (as the worker)"
+    )
+    p.add_argument("--init", choices=["imagenet", "scratch"], default="imagenet")
+    p.add_argument(
+        "--torch-checkpoint", type=Path, default=None, help="torchvision mobilenet_v2-b0353104.pth"
+    )
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=4, help="Early stopping patience (epochs)")
+    p.add_argument("--class-weight-power", type=float, default=0.0, help="0 unweighted, 0.5 sqrt-balanced")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-per-source", type=int, default=None, help="Tiny subset for smoke tests")
+    p.add_argument("--max-minutes", type=float, default=55.0, help="Wall-clock budget for the epochs")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Cache decoded crops here between runs")
+    p.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoints/last.keras")
+    p.add_argument("--no-eval", action="store_true", help="Skip the held-out evaluation after training")
+    p.add_argument(
+        "--make-splits", action="store_true", help="(Re)write models/splits/{scenes,crops}.json and exit"
+    )
+    p.set_defaults(func=_cmd_train)
+
+    e = evaluate_sub.add_parser(
+        "crops", help="Classify labelled face crops: a crops folder or VOC scene boxes"
+    )
+    e.add_argument(
+        "dir", nargs="?", type=Path, help="Crops folder with one subfolder per class (aliases accepted)"
+    )
+    e.add_argument(
+        "--scenes", type=Path, default=None, help="Instead: a VOC scene folder; classify its GT boxes"
+    )
+    e.add_argument("--json", type=Path, required=True, help="Write the metrics here")
+    e.add_argument(
+        "--model", type=Path, default=None, help="A .keras model (default: models/mask_classifier.keras)"
+    )
+    e.add_argument("--report-dir", type=Path, default=None, help="Write PNG plots here (needs matplotlib)")
+    e.add_argument("--split", default=None, help="Use only one part of this split (e.g. crops, scenes)")
+    e.add_argument("--part", default="test", choices=["train", "val", "test"])
+    e.add_argument(
+        "--margin", type=float, default=None, help="Scene box margin (default: the configured one)"
+    )
+    e.set_defaults(func=_cmd_evaluate_crops)
+
+
+def _shared(arg: Path | None) -> Path:
+    from models.training.data import default_shared_dir
+
+    return arg if arg is not None else default_shared_dir()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.training.data import DataError
+    from models.training.splits import DEFAULT_SEED, make_crops_split, make_scenes_split
+
+    shared = _shared(args.shared)
+    seed = args.seed if args.seed is not None else DEFAULT_SEED
+    if args.make_splits:
+        print(make_scenes_split(shared / "data" / "scenes", seed))
+        print(make_crops_split(shared / "data" / "crops", seed))
+        return 0
+    from models.training.pipeline import train_and_report
+    from models.training.train import TrainConfig
+
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    cfg = TrainConfig(
+        shared_dir=shared,
+        out_dir=args.out,
+        sources=sources,
+        input_size=args.input_size,
+        margin=args.margin,
+        init=args.init,
+        torch_checkpoint=args.torch_checkpoint,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        class_weight_power=args.class_weight_power,
+        seed=seed,
+        max_per_source=args.max_per_source,
+        max_minutes=args.max_minutes,
+        cache_dir=args.cache_dir,
+        resume=args.resume,
+    )
+    try:
+        train_and_report(cfg, evaluate=not args.no_eval)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_evaluate_crops(args: argparse.Namespace) -> int:
+    from models.keras_classifier import KerasMaskClassifier
+    from models.training.data import DataError
+    from models.training.evaluate import evaluate_set, load_eval_set, summary_line, write_json
+
+    if (args.dir is None) == (args.scenes is None):
+        print("error: give a crops folder DIR or --scenes DIR (not both)", file=sys.stderr)
+        return 2
+    margin = args.margin
+    if margin is None:
+        from maskwatch.settings import ClassifierSettings
+
+        margin = ClassifierSettings().margin
+    try:
+        data = load_eval_set(args.dir, args.scenes, args.split, args.part, margin)
+        classifier = KerasMaskClassifier.load(args.model)
+        prefix = "scenes" if args.scenes is not None else "crops"
+        metrics = evaluate_set(classifier, data, args.report_dir, prefix)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    metrics["data"] = {
+        "dir": str(args.scenes or args.dir),
+        "kind": "scenes" if args.scenes is not None else "crops",
+        "split": args.split,
+        "part": args.part if args.split else "all",
+        "margin": margin if args.scenes is not None else None,
+    }
+    write_json(metrics, args.json)
+    print(summary_line(metrics))
+    return 0

