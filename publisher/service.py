@@ -23,6 +23,7 @@ from maskwatch.settings import PublisherSettings, Settings
 from publisher import metrics
 from publisher.events import frame_event
 from publisher.sink import EventSink
+from publisher.violations import ViolationMonitor
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class PublisherService:
         keys = Keys(settings.key_prefix)
         consumer = StreamGroupConsumer(client, keys, "results", cfg.group, name, cfg.claim_idle_ms, 2.0)
         hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
-        monitor = None  # violation tracking and clips: publisher.violations (issue 4)
+        monitor = ViolationMonitor.from_settings(settings) if settings.violations.enabled else None
         return cls(client, keys, consumer, EventSink(client, cfg.dedup_ttl_s), hb, cfg, monitor, on_event)
 
     def done(self, cameras: list[str]) -> bool:

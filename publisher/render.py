@@ -1,0 +1,90 @@
+"""How clip frames and snapshots look: faces blurred for privacy, boxes and labels, zones, camera and time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from models.annotate import draw_faces
+
+if TYPE_CHECKING:
+    from publisher.clips import BufferedFrame
+
+ZONE_COLOUR_BGR = (255, 200, 0)
+
+
+def utc_text(ts: float) -> str:
+    """``2026-11-25 17:50:19.3 UTC``: the timestamp drawn on clips."""
+    t = datetime.fromtimestamp(ts, UTC)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 100_000} UTC"
+
+
+def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in the top-left corner on a dark band, in place."""
+    h, w = frame.shape[:2]
+    scale = max(0.5, min(h, w) / 900)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(frame, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), cv2.FILLED)
+    cv2.putText(frame, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame
+
+
+def draw_track_ids(frame: np.ndarray, boxes: np.ndarray, track_ids: Sequence[str]) -> np.ndarray:
+    """Write each face's track id under its box, in place."""
+    h, w = frame.shape[:2]
+    scale = max(0.4, min(h, w) / 1400)
+    for (x1, _y1, _x2, y2), tid in zip(np.asarray(boxes).reshape(-1, 4), track_ids, strict=True):
+        org = (int(x1), int(min(h - 4, y2 + 16 * scale + 6)))
+        cv2.putText(frame, f"#{tid}", org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame
+
+
+def blur_boxes(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Pixelate and blur each box (plus a 10% margin) beyond recognition, in place."""
+    h, w = frame.shape[:2]
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        pad_x, pad_y = (x2 - x1) * 0.1, (y2 - y1) * 0.1
+        a, b = max(int(x1 - pad_x), 0), max(int(y1 - pad_y), 0)
+        c, d = min(int(x2 + pad_x), w), min(int(y2 + pad_y), h)
+        if c - a < 2 or d - b < 2:
+            continue
+        small = cv2.resize(
+            frame[b:d, a:c], (max(1, (c - a) // 12), max(1, (d - b) // 12)), interpolation=cv2.INTER_AREA
+        )
+        frame[b:d, a:c] = cv2.GaussianBlur(
+            cv2.resize(small, (c - a, d - b), interpolation=cv2.INTER_NEAREST), (0, 0), 3
+        )
+    return frame
+
+
+def render_frame(
+    frame: BufferedFrame,
+    blur: str = "none",
+    violators: frozenset[str] | set[str] = frozenset(),
+    max_width: int | None = None,
+    zones: Sequence[Sequence[tuple[float, float]]] = (),
+) -> np.ndarray | None:
+    """The annotated picture of ``frame``: ``blur`` ``all`` faces, or all but the ``violators``
+    (``others``); zone outlines, face boxes and labels, track ids, camera id and capture time."""
+    img = frame.image()
+    if img is None:
+        return None
+    faces = frame.faces
+    if blur == "all":
+        blur_boxes(img, faces.boxes)
+    elif blur == "others":
+        blur_boxes(img, faces.boxes[[i for i, t in enumerate(faces.track_ids) if t not in violators]])
+    h, w = img.shape[:2]
+    for zone in zones:
+        pts = np.array([[x * w, y * h] for x, y in zone], dtype=np.int32)
+        cv2.polylines(img, [pts], True, ZONE_COLOUR_BGR, max(1, round(min(h, w) / 540)))
+    img = draw_faces(img, faces.boxes, list(faces.labels), [float(p) for p in faces.probs])
+    draw_track_ids(img, faces.boxes, faces.track_ids)
+    draw_caption(img, f"{frame.camera}  {utc_text(frame.ts)}")
+    if max_width and w > max_width:
+        img = cv2.resize(img, (max_width, round(h * max_width / w)), interpolation=cv2.INTER_AREA)
+    return img

@@ -1,0 +1,57 @@
+"""JPEG snapshots of violators: the track's best frame (largest, most confident face), annotated."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+
+from publisher.render import render_frame
+
+if TYPE_CHECKING:
+    from publisher.clips import BufferedFrame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SnapshotJob:
+    """One snapshot to write: the frame, whose track is the violator, and where."""
+
+    path: Path
+    frame: BufferedFrame
+    violator: str
+    camera: str
+    zones: Sequence[Sequence[tuple[float, float]]] = ()
+
+
+class SnapshotWriter:
+    """Renders a frame like a clip frame (same blur rule) and writes it as JPEG, atomically."""
+
+    def __init__(self, blur: str = "none", max_width: int | None = 1280, quality: int = 90):
+        self.blur = blur
+        self.max_width = max_width
+        self.quality = quality
+
+    def write(self, job: SnapshotJob) -> str | None:
+        """Write the snapshot; return None, or the error text (the caller logs and counts it)."""
+        img = render_frame(job.frame, self.blur, {job.violator}, self.max_width, job.zones)
+        if img is None:
+            return f"snapshot {job.path.name}: the frame carried no image"
+        ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            return f"snapshot {job.path.name}: JPEG encoding failed"
+        part = job.path.with_name(job.path.name + ".part")
+        try:
+            job.path.parent.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(data.tobytes())
+            os.replace(part, job.path)
+        except OSError as e:
+            part.unlink(missing_ok=True)
+            return f"cannot write snapshot {job.path}: {e}"
+        return None

@@ -1,0 +1,309 @@
+"""Violations at the publisher: real frames of ../shared videos with scripted detections, through real
+Redis and the real publisher service; clips decoded back with PyAV."""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from maskwatch.contracts import EndOfStream, ResultMessage
+from maskwatch.keys import Keys
+from maskwatch.settings import ConfigError
+from models.labels import CLASSES
+from publisher.service import PublisherService
+from publisher.sink import EventSink
+from publisher.violations import ViolationMonitor
+from tests.support.pipeline import make_settings, running, wait_for
+
+KEYS = Keys()
+BARE_VIDEO = "bare_then_masked_720p.mp4"
+MASKED_VIDEO = "corridor_cctv_masked_1080p.mp4"
+T0 = 1_764_000_000.0
+MASK, BARE = np.array([0.9, 0.07, 0.03]), np.array([0.08, 0.88, 0.04])
+FACE_BARE = [500.0, 50.0, 820.0, 440.0]  # where the woman's face is in the first 4.5 s
+FACE_MASKED = [520.0, 75.0, 800.0, 460.0]  # after the cut-away, masked
+
+
+@lru_cache(maxsize=2)
+def sampled_jpegs(video: Path, fps: float = 5.0) -> tuple[tuple[bytes, int, int], ...]:
+    """The video sampled at ``fps`` as JPEG bytes (what the worker puts in results)."""
+    out = []
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        step = round(float(stream.average_rate) / fps)
+        for i, frame in enumerate(container.decode(stream)):
+            if i % step == 0:
+                img = frame.to_ndarray(format="bgr24")
+                ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+                out.append((data.tobytes(), img.shape[1], img.shape[0]))
+    return tuple(out)
+
+
+def bare_then_masked_script(seq: int) -> tuple[list[list[float]], list[np.ndarray]]:
+    """Scripted detections of bare_then_masked_720p.mp4 at 5 fps: faces from seq 3; bare to 22; none
+    during the cut-away 23-27; masked from 28."""
+    if 3 <= seq <= 22:
+        return [FACE_BARE], [BARE]
+    if seq >= 28:
+        return [FACE_MASKED], [MASK]
+    return [], []
+
+
+def make_results(camera: str, video: Path, script, fps: float = 5.0) -> list[ResultMessage]:
+    results = []
+    for seq, (jpeg, w, h) in enumerate(sampled_jpegs(video, fps)):
+        boxes, probs = script(seq)
+        n = len(boxes)
+        results.append(
+            ResultMessage(
+                camera=camera,
+                seq=seq,
+                capture_ts=T0 + seq / fps,
+                width=w,
+                height=h,
+                processed_ts=T0 + seq / fps + 0.05,
+                boxes=np.array(boxes, np.float32).reshape(n, 4),
+                scores=np.full(n, 0.98, np.float32),
+                probs=np.array(probs, np.float32).reshape(n, 3),
+                classes=CLASSES,
+                image=jpeg,
+            )
+        )
+    return results
+
+
+def push(client: redis.Redis, results: list[ResultMessage]) -> None:
+    camera = results[0].camera
+    for r in results:
+        client.xadd(KEYS.results(camera), r.to_fields())
+    client.xadd(KEYS.results(camera), EndOfStream(camera, results[-1].seq, len(results)).to_fields())
+
+
+def violation_docs(client: redis.Redis) -> list[dict]:
+    return [json.loads(f[b"event"]) for _, f in client.xrange(KEYS.violations)]
+
+
+def publish_all(
+    settings, client: redis.Redis, camera: str, count: int, until=None, duplicates: bool = False
+) -> list[dict]:
+    """Run the real publisher service until it handled ``count`` results of ``camera`` (published, or
+    skipped as ``duplicates``) and ``until`` holds for the violation documents; return them."""
+    service = PublisherService.from_settings(settings)
+    handled = (lambda: service.stats.duplicates >= count) if duplicates else (lambda: service.done([camera]))
+    with running(service):
+        wait_for(handled, 60, what=f"{count} results of {camera} handled")
+        if until is not None:
+            wait_for(lambda: until(violation_docs(client)), 60, what="violation documents")
+    return violation_docs(client)
+
+
+def clip_settings(tmp_path: Path, **clips) -> dict:
+    return {
+        "dir": str(tmp_path / "clips"),
+        "pre_roll_s": 1.1,
+        "post_roll_s": 1.0,
+        "retention_interval_s": 0.5,
+    } | clips
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def red_pixels(img: np.ndarray, box: list[float]) -> int:
+    """Pixels of the drawn ``without_mask`` colour along the top of ``box`` (label band included)."""
+    x1, y1, x2, _ = (int(v) for v in box)
+    band = img[max(0, y1 - 30) : y1 + 4, x1:x2].astype(int)
+    return int(((band[..., 2] > 170) & (band[..., 1] < 90) & (band[..., 0] < 90)).sum())
+
+
+def test_bare_face_raises_one_violation_with_a_clip_and_snapshot(redis_url, videos, tmp_path):
+    camera = "door-bare"
+    s = make_settings(
+        redis_url, cameras=[{"id": camera, "url": str(videos / BARE_VIDEO)}], clips=clip_settings(tmp_path)
+    )
+    client = redis.Redis.from_url(redis_url)
+    results = make_results(camera, videos / BARE_VIDEO, bare_then_masked_script)
+    push(client, results)
+    docs = publish_all(
+        s, client, camera, len(results), until=lambda d: any(x["type"] == "clip_ready" for x in d)
+    )
+
+    violations = [d for d in docs if d["type"] == "violation"]
+    assert len(violations) == 1, docs
+    v = violations[0]
+    assert v["schema_version"] == 1 and v["camera"] == camera and v["class"] == "without_mask"
+    assert v["seq"] == 5 and v["track_id"] == "3-0", "K=3 of N=5: decided on the third bare frame"
+    assert v["first_seen_ts"] == pytest.approx(T0 + 3 / 5) and v["confidence"] == pytest.approx(
+        0.88, abs=1e-3
+    )
+    assert v["box"] == FACE_BARE and (v["frame_width"], v["frame_height"]) == (1280, 720)
+    assert Path(v["snapshot"]).is_file() and cv2.imread(v["snapshot"]).shape == (720, 1280, 3)
+
+    ready = [d for d in docs if d["type"] == "clip_ready"]
+    assert len(ready) == 1 and ready[0]["violation_id"] == v["id"] and ready[0]["path"] == v["clip"]
+    # pre-roll 1.1 s = seq 0-4 before the violation at seq 5; post-roll 1 s = seq 6-10
+    assert ready[0]["frames"] == 11 and ready[0]["duration_s"] == pytest.approx(11 / 5)
+    with av.open(v["clip"]) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and (stream.width, stream.height) == (1280, 720)
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+    assert len(frames) == 11
+    original = cv2.imdecode(np.frombuffer(results[5].image, np.uint8), cv2.IMREAD_COLOR)
+    assert red_pixels(frames[5], FACE_BARE) > 20 * max(1, red_pixels(original, FACE_BARE)), "red box drawn"
+    assert red_pixels(frames[0], FACE_BARE) < red_pixels(frames[5], FACE_BARE) / 4, (
+        "no face yet in pre-roll frame 0"
+    )
+    assert metric("maskwatch_violations_total", camera=camera, **{"class": "without_mask"}) == 1
+    assert metric("maskwatch_clips_written_total", camera=camera) == 1
+    assert metric("maskwatch_tracks_total", camera=camera, **{"class": "without_mask"}) == 1
+    assert metric("maskwatch_compliance_ratio", camera=camera, basis="people") == 0.0
+
+
+def test_redelivered_results_do_not_duplicate_violations(redis_url, videos, tmp_path):
+    camera = "door-redeliver"
+    s = make_settings(
+        redis_url, cameras=[{"id": camera, "url": str(videos / BARE_VIDEO)}], clips=clip_settings(tmp_path)
+    )
+    client = redis.Redis.from_url(redis_url)
+    results = make_results(camera, videos / BARE_VIDEO, bare_then_masked_script)
+    push(client, results)
+    first = publish_all(
+        s, client, camera, len(results), until=lambda d: any(x["type"] == "clip_ready" for x in d)
+    )
+    assert [d["type"] for d in first] == ["violation", "clip_ready"]
+
+    # The same results delivered again (a worker retried) to a restarted publisher: nothing new.
+    push(client, results)
+    again = publish_all(s, client, camera, len(results), duplicates=True)
+    assert again == first
+    # A publisher that lost its dedup of frames replays the results: same ids, refused by the sink.
+    monitor = ViolationMonitor.from_settings(s)
+    replayed = [d for r in results for d in monitor.observe(r, None)] + monitor.close(float("inf"))
+    assert [d["id"] for d in replayed] == [d["id"] for d in first]
+    sink = EventSink(client, 3600)
+    assert not any(
+        sink.publish(d, KEYS.dedup(d["id"]), KEYS.violations, 100, KEYS.violations_channel(camera))
+        for d in replayed
+    )
+    assert violation_docs(client) == first
+
+
+def test_masked_person_with_flickering_frames_raises_nothing(redis_url, videos, tmp_path):
+    camera = "corridor-masked"
+
+    def script(seq: int):  # a masked face walking towards the camera; every 4th frame misread as bare
+        size = 80 + 4 * seq
+        box = [900 - size / 2, 300, 900 + size / 2, 300 + size * 1.2]
+        return [box], [BARE if seq % 4 == 3 else MASK]
+
+    s = make_settings(
+        redis_url, cameras=[{"id": camera, "url": str(videos / MASKED_VIDEO)}], clips=clip_settings(tmp_path)
+    )
+    client = redis.Redis.from_url(redis_url)
+    results = make_results(camera, videos / MASKED_VIDEO, script)
+    push(client, results)
+    assert publish_all(s, client, camera, len(results)) == []
+    assert not (tmp_path / "clips" / camera).exists()
+    assert metric("maskwatch_tracks_total", camera=camera, **{"class": "with_mask"}) == 1
+    assert metric("maskwatch_compliance_ratio", camera=camera, basis="people") == 1.0
+    assert 0.7 < metric("maskwatch_compliance_ratio", camera=camera, basis="faces") < 0.8
+
+
+def test_overlapping_violations_share_one_clip(videos, tmp_path):
+    camera = "two-people"
+
+    def script(seq: int):  # two bare faces, the second appearing 4 frames later
+        boxes, probs = [[100.0, 100.0, 300.0, 350.0]], [BARE]
+        if seq >= 4:
+            boxes.append([800.0, 100.0, 1000.0, 350.0])
+            probs.append(BARE)
+        return boxes, probs
+
+    s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, blur="others"))
+    monitor = ViolationMonitor.from_settings(s)
+    docs = [
+        d for r in make_results(camera, videos / BARE_VIDEO, script)[:20] for d in monitor.observe(r, None)
+    ]
+    docs += monitor.close(float("inf"))
+    violations = [d for d in docs if d["type"] == "violation"]
+    ready = [d for d in docs if d["type"] == "clip_ready"]
+    assert [v["track_id"] for v in violations] == ["0-0", "4-1"]
+    assert (
+        violations[0]["clip"] == violations[1]["clip"]
+        and violations[0]["clip_id"] == violations[1]["clip_id"]
+    )
+    assert {r["violation_id"] for r in ready} == {v["id"] for v in violations}
+    assert len({r["id"] for r in ready}) == 2 and len({r["path"] for r in ready}) == 1
+
+
+def test_faces_outside_the_zone_do_not_count(videos, tmp_path):
+    camera = "zoned"
+    left_half = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+    s = make_settings(
+        "redis://127.0.0.1:1/0",
+        cameras=[{"id": camera, "url": "x.mp4", "zones": [left_half]}],
+        clips=clip_settings(tmp_path, enabled=False),
+    )
+    monitor = ViolationMonitor.from_settings(s)
+    results = make_results(camera, videos / BARE_VIDEO, bare_then_masked_script)  # face centre x=660 of 1280
+    assert [d for r in results for d in monitor.observe(r, None)] == []
+    shifted = make_results("zoned", videos / BARE_VIDEO, lambda seq: ([[100.0, 50, 420, 440]], [BARE]))
+    assert [d["type"] for r in shifted[:10] for d in monitor.observe(r, None)] == ["violation"]
+
+
+def test_invalid_zone_is_a_clear_config_error_and_ignored_at_run_time(videos, caplog):
+    bowtie = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(
+        ConfigError, match=r"cameras.0.zones: .*camera 'gate' zone 1: the zone crosses itself"
+    ):
+        make_settings(
+            "redis://x", cameras=[{"id": "gate", "url": "a.mp4", "zones": [[[0, 0], [1, 0], [0, 1]], bowtie]}]
+        )
+    with caplog.at_level(logging.ERROR, logger="publisher.violations"):
+        monitor = ViolationMonitor(
+            lambda camera: ViolationMonitor.from_settings(make_settings("redis://x")).make_tracker(camera),
+            zones={"gate": [bowtie]},
+        )
+    assert "camera 'gate' zone 0 ignored: the zone crosses itself" in caplog.text
+    results = make_results("gate", videos / BARE_VIDEO, bare_then_masked_script)[:10]
+    assert [d["type"] for r in results for d in monitor.observe(r, None)] == ["violation"], (
+        "events still flow"
+    )
+
+
+def test_unwritable_clip_directory_logs_a_clear_error_and_events_still_flow(videos, tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the clip directory should be")
+    s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, dir=str(blocker / "clips")))
+    with caplog.at_level(logging.ERROR, logger="publisher.violations"):
+        monitor = ViolationMonitor.from_settings(s)
+    assert f"clip directory {blocker / 'clips'} is not writable" in caplog.text
+    results = make_results("cam-ro", videos / BARE_VIDEO, bare_then_masked_script)
+    docs = [d for r in results for d in monitor.observe(r, None)] + monitor.close(float("inf"))
+    assert [d["type"] for d in docs] == ["violation"]
+    assert (
+        docs[0]["clip"] is None and docs[0]["snapshot"] is None and "not writable" in docs[0]["media_error"]
+    )
+
+
+def test_clip_over_the_size_limit_fails_clearly_and_events_still_flow(videos, tmp_path, caplog):
+    s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, max_total_mb=0.001))
+    monitor = ViolationMonitor.from_settings(s)
+    results = make_results("cam-full", videos / BARE_VIDEO, bare_then_masked_script)
+    with caplog.at_level(logging.ERROR, logger="publisher.violations"):
+        docs = [d for r in results for d in monitor.observe(r, None)] + monitor.close(float("inf"))
+    assert [d["type"] for d in docs] == ["violation", "clip_failed"]
+    assert "exceeds clips.max_total_mb" in docs[1]["error"] and docs[1]["violation_id"] == docs[0]["id"]
+    assert "exceeds clips.max_total_mb" in caplog.text
+    assert not list((tmp_path / "clips").rglob("*.mp4*"))
+    assert metric("maskwatch_clip_errors_total", camera="cam-full", reason="too_large") == 1
