@@ -87,7 +87,7 @@ def read_torch_legacy_state_dict(path: Path) -> dict[str, np.ndarray]:
     """The ``state_dict`` of a legacy-format ``.pth`` file as numpy arrays (no torch needed)."""
     storages: dict[str, _Storage] = {}
     with open(path, "rb") as f:
-        if f.read(2)[:1] == b"PK":
+        if f.read(2) == b"PK":
             raise ValueError(f"{path}: zip-format torch file; only the legacy format is supported here")
         f.seek(0)
         if pickle.load(f) != TORCH_LEGACY_MAGIC:

@@ -67,6 +67,10 @@ class TrainConfig:
 
 def _load_part(cfg: TrainConfig, source: str, part: str) -> CropSet:
     only = load_split(source)[part]
+    if cfg.max_per_source is not None and len(only) > cfg.max_per_source:
+        only = sorted(
+            np.random.default_rng(cfg.seed).choice(only, cfg.max_per_source, replace=False).tolist()
+        )
     root = cfg.shared_dir / "data" / source
     if source == "crops":
         return load_crops_folder(root, only=only)

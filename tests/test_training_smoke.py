@@ -1,0 +1,71 @@
+"""A short real training run on a tiny subset: checkpoints, history, a loadable model, metrics and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.training.train import TrainConfig
+from tests.conftest import shared_path
+
+pytest.importorskip("matplotlib", reason="the 'train' extra (matplotlib) is not installed")
+
+
+@pytest.mark.shared
+def test_tiny_training_run_end_to_end(tmp_path: Path) -> None:
+    import keras
+
+    from models.keras_classifier import KerasMaskClassifier
+    from models.training.pipeline import train_and_report
+
+    shared = shared_path()
+    cfg = TrainConfig(
+        shared_dir=shared,
+        out_dir=tmp_path / "run",
+        input_size=32,
+        init="scratch",
+        epochs=2,
+        batch_size=16,
+        max_per_source=12,
+        patience=5,
+    )
+    model_path = train_and_report(cfg, evaluate=False)
+    assert model_path.is_file()
+    assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "last.keras").is_file()
+    with open(tmp_path / "run" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
+    assert (tmp_path / "run" / "report" / "training_loss.png").is_file()
+    config = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert config["seed"] == cfg.seed and config["input_size"] == 32
+
+    model = keras.models.load_model(model_path)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
+    clf = KerasMaskClassifier.load(model_path)
+    rng = np.random.default_rng(0)
+    probs = clf.predict([rng.integers(0, 255, (s, s + 3, 3), np.uint8) for s in (5, 20, 70)])
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.shared
+def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
+    from models.training.train import train
+
+    shared = shared_path()
+    common = dict(
+        shared_dir=shared,
+        out_dir=tmp_path / "run",
+        input_size=32,
+        init="scratch",
+        batch_size=16,
+        max_per_source=8,
+    )
+    train(TrainConfig(epochs=1, **common))  # type: ignore[arg-type]
+    train(TrainConfig(epochs=2, resume=True, **common))  # type: ignore[arg-type]
+    with open(tmp_path / "run" / "history.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
