@@ -112,7 +112,7 @@ class WorkerSettings(_Strict):
     max_wait_ms: int = Field(50, ge=0, le=60_000, description="Longest wait to fill a batch")
     claim_idle_ms: int = Field(30_000, ge=100, le=86_400_000, description="Reclaim messages pending this long")
     discovery_interval_s: float = Field(2.0, gt=0, le=600, description="How often new cameras are looked for")
-    results_max_len: int = Field(10_000, ge=10, le=10_000_000, description="Bound of each results stream")
+    results_max_len: int = Field(2_000, ge=10, le=10_000_000, description="Bound of each results stream (entries carry JPEGs)")
     include_image: bool = Field(True, description="Carry the JPEG in results (the publisher draws clips from it)")
     metrics_port: int = Field(9102, ge=0, le=65535)
 
