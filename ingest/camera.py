@@ -129,7 +129,7 @@ class CameraReader:
         ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
         if not ok:
             raise SourceError(f"camera {cam.id}: JPEG encoding failed", "encode")
-        msg = FrameMessage(cam.id, self.seq, capture_ts, w, h, jpeg.tobytes(), "jpeg", pts)
+        msg = FrameMessage(cam.id, self.seq, capture_ts, w, h, jpeg.tobytes(), "jpeg", pts, live=self._policy == "drop_oldest")
         dropped, waited = self.sink.put(msg, self._policy, self.stop)
         self.seq += 1
         self.stats.frames_published += 1

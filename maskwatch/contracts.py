@@ -96,11 +96,13 @@ class FrameMessage:
     image: bytes
     encoding: str = "jpeg"
     pts: float | None = None
+    live: bool = False
 
     def to_fields(self) -> dict[str, bytes | str]:
         fields: dict[str, bytes | str] = {
             "v": str(SCHEMA_VERSION),
             "kind": "frame",
+            "live": "1" if self.live else "0",
             "camera": self.camera,
             "seq": str(self.seq),
             "ts": repr(self.capture_ts),
@@ -127,6 +129,7 @@ class FrameMessage:
             image=bytes(image),
             encoding=_text(fields, "enc"),
             pts=_number(fields, "pts") if b"pts" in fields else None,
+            live=fields.get(b"live") == b"1",
         )
 
 

@@ -114,6 +114,9 @@ class WorkerSettings(_Strict):
     discovery_interval_s: float = Field(2.0, gt=0, le=600, description="How often new cameras are looked for")
     results_max_len: int = Field(2_000, ge=10, le=10_000_000, description="Bound of each results stream (entries carry JPEGs)")
     include_image: bool = Field(True, description="Carry the JPEG in results (the publisher draws clips from it)")
+    max_frame_age_s: float = Field(
+        10.0, ge=0, le=86_400, description="Skip live frames older than this when read (0: never); files are never skipped"
+    )
     metrics_port: int = Field(9102, ge=0, le=65535)
 
 

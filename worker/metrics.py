@@ -13,3 +13,6 @@ INFERENCE_SECONDS = Histogram(
 )
 FRAMES_PROCESSED = Counter("maskwatch_worker_frames_processed_total", "Frames whose results were written", ["camera"])
 FACES = Counter("maskwatch_worker_faces_total", "Faces classified, by class", ["camera", "class"])
+FRAMES_SKIPPED = Counter(
+    "maskwatch_worker_frames_skipped_total", "Live frames skipped without inference, by reason", ["camera", "reason"]
+)

@@ -31,6 +31,7 @@ class WorkerStats:
     faces: int = 0
     deadletters: int = 0
     reclaimed: int = 0
+    skipped: int = 0
 
 
 class WorkerService:
@@ -99,6 +100,9 @@ class WorkerService:
                 continue
             if isinstance(msg, EndOfStream):
                 pipe.xadd(self.keys.results(msg.camera), msg.to_fields(), maxlen=self.config.results_max_len, approximate=True)
+            elif self._stale(msg):
+                metrics.FRAMES_SKIPPED.labels(msg.camera, "stale").inc()
+                self.stats.skipped += 1
             else:
                 frames.append((entry, msg))
         try:
@@ -116,6 +120,11 @@ class WorkerService:
         pipe.execute()  # results and acks land together, or not at all
         self._count(entries, results)
         return len(entries)
+
+    def _stale(self, frame: FrameMessage) -> bool:
+        """A live frame too old to be worth processing (latency stays bounded when we fall behind)."""
+        max_age = self.config.max_frame_age_s
+        return frame.live and max_age > 0 and time.time() - frame.capture_ts > max_age
 
     def _collect_batch(self) -> list[Entry]:
         cfg = self.config
@@ -151,7 +160,7 @@ class WorkerService:
     def summary(self) -> str:
         s = self.stats
         return (f"worker: {s.frames} frames in {s.batches} batches, {s.faces} faces, "
-                f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed")
+                f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed, {s.skipped} stale skipped")
 
 
 def _log_devices() -> None:
