@@ -133,15 +133,17 @@ class FrameMessage:
         )
 
 
-def decode_frame_entry(fields: Mapping[bytes, bytes]) -> FrameMessage | EndOfStream:
-    """Decode a ``frames:<camera>`` entry, or raise :class:`ContractError`."""
+def _decode_entry(fields: Mapping[bytes, bytes], kinds: dict[str, Any]) -> Any:
     _check_version(fields)
     kind = _text(fields, "kind")
-    if kind == "frame":
-        return FrameMessage.from_fields(fields)
-    if kind == "eof":
-        return EndOfStream.from_fields(fields)
-    raise ContractError(f"unknown message kind {kind!r}")
+    if kind not in kinds:
+        raise ContractError(f"unknown message kind {kind!r}")
+    return kinds[kind].from_fields(fields)
+
+
+def decode_frame_entry(fields: Mapping[bytes, bytes]) -> FrameMessage | EndOfStream:
+    """Decode a ``frames:<camera>`` entry, or raise :class:`ContractError`."""
+    return _decode_entry(fields, {"frame": FrameMessage, "eof": EndOfStream})
 
 
 @dataclass(frozen=True)
@@ -242,10 +244,4 @@ class ResultMessage:
 
 def decode_result_entry(fields: Mapping[bytes, bytes]) -> ResultMessage | EndOfStream:
     """Decode a ``results:<camera>`` entry, or raise :class:`ContractError`."""
-    _check_version(fields)
-    kind = _text(fields, "kind")
-    if kind == "result":
-        return ResultMessage.from_fields(fields)
-    if kind == "eof":
-        return EndOfStream.from_fields(fields)
-    raise ContractError(f"unknown message kind {kind!r}")
+    return _decode_entry(fields, {"result": ResultMessage, "eof": EndOfStream})
