@@ -35,6 +35,7 @@ from publisher.tracker import FaceTracker, Track
 log = logging.getLogger(__name__)
 
 Polygon = list[tuple[float, float]]
+CLIP_ERROR_REASONS = ("write_error", "too_large", "backlog", "snapshot", "internal")
 Doc = dict[str, Any]
 
 
@@ -220,6 +221,8 @@ class ViolationMonitor:
             for cls in CLASSES:
                 metrics.TRACKS.labels(camera, cls).inc(0)
             metrics.CLIPS_WRITTEN.labels(camera).inc(0)
+            for reason in CLIP_ERROR_REASONS:
+                metrics.CLIP_ERRORS.labels(camera, reason).inc(0)
             metrics.SNAPSHOTS_WRITTEN.labels(camera).inc(0)
         update = tracker.update(boxes, scores, probs, seq, ts)
         compliance = self.compliance.setdefault(camera, _Compliance(self.compliance_window_s))
