@@ -132,11 +132,23 @@ class PublisherSettings(_Strict):
 
 
 class DetectorSettings(_Strict):
-    type: Literal["opencv-res10"] = Field("opencv-res10", description="Face detector backend")
+    """The face detector. ``auto``: YuNet when its verified weights are in ``weights_dir``
+    (``maskwatch models fetch yunet``), else the pip-bundled MTCNN; the worker logs which."""
+
+    type: Literal["auto", "mtcnn", "yunet", "opencv-res10", "blazeface"] = Field(
+        "auto", description="Face detector backend (see docs/detectors.md for the measurements behind the default)"
+    )
     weights_dir: Path = Field(DEFAULT_WEIGHTS_DIR, description="Folder holding the detector's weight files")
-    confidence: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detector score")
-    input_size: tuple[int, int] = Field((300, 300), description="Network input (width, height)")
+    confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="Minimum detector score; default: the backend's threshold tuned on training scenes"
+    )
+    input_size: tuple[int, int] = Field((300, 300), description="Network input (width, height) of opencv-res10")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0)
+    long_side: int | None = Field(
+        None, ge=64, le=7680, description="yunet: resize each frame to this long side first (upscaling finds small faces)"
+    )
+    min_face_size: int = Field(20, ge=8, le=1000, description="mtcnn: smallest face searched for, in pixels")
+    blazeface_variant: Literal["back", "full", "short", "front"] = Field("back", description="blazeface model")
 
 
 class ClassifierSettings(_Strict):

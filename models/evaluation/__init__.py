@@ -1,0 +1,1 @@
+"""Scene-level evaluation of detector + classifier on PASCAL VOC folders."""
