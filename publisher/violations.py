@@ -301,7 +301,8 @@ class ViolationMonitor:
             clip = self.recorder.start(camera, vid, seq, result.capture_ts, track.id)
             clip_path, clip_id = clip.path, clip.clip_id
             self.open_clip_of[(camera, track.id)] = clip.clip_id
-        self.records[vid] = ViolationRecord(vid, camera, seq, track.id, decision.label, snapshot_path)
+        if clip_id is not None:  # kept until the clip's documents are made
+            self.records[vid] = ViolationRecord(vid, camera, seq, track.id, decision.label, snapshot_path)
         box = [round(float(v), 1) for v in track.box]
         doc: Doc = {
             "schema": "maskwatch.violation",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -307,3 +308,32 @@ def test_clip_over_the_size_limit_fails_clearly_and_events_still_flow(videos, tm
     assert "exceeds clips.max_total_mb" in caplog.text
     assert not list((tmp_path / "clips").rglob("*.mp4*"))
     assert metric("maskwatch_clip_errors_total", camera="cam-full", reason="too_large") == 1
+
+
+def test_snapshot_is_refreshed_when_a_better_frame_follows_and_retention_reports(videos, tmp_path):
+    camera = "approaching"
+
+    def script(seq: int):  # a bare face growing as the person walks towards the camera
+        size = 100 + 20 * seq
+        return [[640 - size / 2, 360 - size / 2, 640 + size / 2, 360 + size / 2]], [BARE]
+
+    s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, post_roll_s=1.0))
+    monitor = ViolationMonitor.from_settings(s)
+    results = make_results(camera, videos / BARE_VIDEO, script)[:12]
+    docs = [d for r in results[:3] for d in monitor.observe(r, None)]
+    snapshot = Path(docs[0]["snapshot"])
+    at_violation = snapshot.read_bytes()
+    docs += [d for r in results[3:] for d in monitor.observe(r, None)]  # seq 8 is past the post-roll
+    docs += wait_for(lambda: monitor.tick(time.time()), 30, what="clip documents")
+    assert [d["type"] for d in docs] == ["violation", "clip_ready"]
+    assert snapshot.read_bytes() != at_violation, "rewritten with the largest face inside the clip"
+    best = cv2.imread(str(snapshot))
+    assert best.shape == (720, 1280, 3)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "clips").rglob("*") if p.is_file())
+    clock = iter(range(10**6))
+
+    def swept() -> bool:
+        monitor.tick(time.time() + 3600 * next(clock))  # each call is past the retention interval
+        return metric("maskwatch_media_bytes") == on_disk
+
+    wait_for(swept, 30, what="a retention sweep reporting the bytes on disk")
