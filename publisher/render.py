@@ -38,6 +38,8 @@ def draw_track_ids(frame: np.ndarray, boxes: np.ndarray, track_ids: Sequence[str
     h, w = frame.shape[:2]
     scale = max(0.4, min(h, w) / 1400)
     for (x1, _y1, _x2, y2), tid in zip(np.asarray(boxes).reshape(-1, 4), track_ids, strict=True):
+        if not tid:
+            continue
         org = (int(x1), int(min(h - 4, y2 + 16 * scale + 6)))
         cv2.putText(frame, f"#{tid}", org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return frame

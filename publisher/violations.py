@@ -212,6 +212,12 @@ class ViolationMonitor:
         scores = np.asarray(result.scores, dtype=np.float64).reshape(-1)
         probs = _canonical_probs(result)
         keep = faces_in_zones(boxes, result.width, result.height, self.zones.get(camera, ()))
+        outside = FaceMarks(
+            boxes[~keep],
+            ("outside_zone",) * int((~keep).sum()),
+            probs[~keep].max(axis=1, initial=0.0),
+            ("",) * int((~keep).sum()),
+        )
         boxes, scores, probs = boxes[keep], scores[keep], probs[keep]
         tracker = self.trackers.get(camera)
         if tracker is None:
@@ -235,7 +241,8 @@ class ViolationMonitor:
             labels.append(label)
             label_probs.append(float(row[CLASSES.index(label)]))
             track_ids.append(track.id)
-            compliance.add_face(ts, frame_label == "with_mask")
+            if not result.placeholder:  # a placeholder classifier says nothing about masks
+                compliance.add_face(ts, frame_label == "with_mask")
             if face.decision_changed:
                 if track.first_decision is track.decision:
                     metrics.TRACKS.labels(camera, track.label).inc()
@@ -243,7 +250,12 @@ class ViolationMonitor:
                     track.ever_violating = True
             if track.decision is not None:
                 compliance.add_person(track.id, ts, not track.ever_violating)
-        marks = FaceMarks(boxes, tuple(labels), np.asarray(label_probs), tuple(track_ids))
+        marks = FaceMarks(
+            np.concatenate([boxes, outside.boxes]),
+            tuple(labels) + outside.labels,
+            np.concatenate([np.asarray(label_probs, dtype=np.float64), outside.probs]),
+            tuple(track_ids) + outside.track_ids,
+        )  # faces outside the zones are drawn grey and blurred like the others
         buffered = BufferedFrame(
             camera, seq, ts, marks, jpeg=result.image or None, pixels=None if result.image else frame
         )

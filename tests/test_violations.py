@@ -337,3 +337,22 @@ def test_snapshot_is_refreshed_when_a_better_frame_follows_and_retention_reports
         return metric("maskwatch_media_bytes") == on_disk
 
     wait_for(swept, 30, what="a retention sweep reporting the bytes on disk")
+
+
+def test_faces_outside_zones_are_kept_for_drawing_and_blurring(videos, tmp_path):
+    camera = "zoned-blur"
+    left_half = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+    s = make_settings(
+        "redis://127.0.0.1:1/0",
+        cameras=[{"id": camera, "url": "x.mp4", "zones": [left_half]}],
+        clips=clip_settings(tmp_path, blur="all"),
+    )
+    monitor = ViolationMonitor.from_settings(s)
+    two_faces = make_results(
+        camera, videos / BARE_VIDEO, lambda seq: ([[100.0, 50, 420, 440], FACE_BARE], [BARE, MASK])
+    )
+    monitor.observe(two_faces[0], None)
+    marks = monitor.recorder.ring(camera).frames[-1].faces
+    assert marks.labels == ("without_mask", "outside_zone") and marks.track_ids == ("0-0", "")
+    assert marks.boxes.tolist()[1] == FACE_BARE, "the outside face is still drawn (grey) and blurred"
+    monitor.close(time.time() + 5)
