@@ -133,6 +133,8 @@ def test_bare_face_raises_one_violation_with_a_clip_and_snapshot(redis_url, vide
         redis_url, cameras=[{"id": camera, "url": str(videos / BARE_VIDEO)}], clips=clip_settings(tmp_path)
     )
     client = redis.Redis.from_url(redis_url)
+    subscriber = client.pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(KEYS.violations_channel(camera))
     results = make_results(camera, videos / BARE_VIDEO, bare_then_masked_script)
     push(client, results)
     docs = publish_all(
@@ -141,6 +143,12 @@ def test_bare_face_raises_one_violation_with_a_clip_and_snapshot(redis_url, vide
 
     violations = [d for d in docs if d["type"] == "violation"]
     assert len(violations) == 1, docs
+    heard, quiet_until = [], time.monotonic() + 2.0
+    while len(heard) < len(docs) and time.monotonic() < quiet_until:
+        message = subscriber.get_message(timeout=0.2)  # None also for the ignored subscribe reply
+        if message is not None:
+            heard.append(json.loads(message["data"]))
+    assert heard == docs, "the per-camera channel carries the same documents as the stream"
     v = violations[0]
     assert v["schema_version"] == 1 and v["camera"] == camera and v["class"] == "without_mask"
     assert v["seq"] == 5 and v["track_id"] == "3-0", "K=3 of N=5: decided on the third bare frame"
