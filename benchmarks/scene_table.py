@@ -21,6 +21,8 @@ import numpy as np
 from maskwatch.settings import ClassifierSettings, DetectorSettings
 from models.crops import crop_faces
 from models.detection_commands import EVAL_FLOOR
+from models.detections import Detections
+from models.detectors.calibration import BoxCalibration
 from models.evaluation.ap import best_f1_threshold
 from models.evaluation.scenes import ImageResult, compute_metrics
 from models.evaluation.voc import load_scenes
@@ -30,33 +32,48 @@ from models.training.splits import load_split
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SPECS: dict[str, dict] = {
     "opencv-res10": {"type": "opencv-res10"},
-    "yunet": {"type": "yunet"},
-    "yunet@1280": {"type": "yunet", "long_side": 1280},
     "blazeface-full": {"type": "blazeface", "blazeface_variant": "full"},
     "blazeface-back": {"type": "blazeface", "blazeface_variant": "back"},
+    "yunet": {"type": "yunet"},
+    "yunet+boxcal": {"type": "yunet", "calibrate": True},
+    "yunet@1280+boxcal": {"type": "yunet", "long_side": 1280, "calibrate": True},
     "mtcnn": {"type": "mtcnn"},
+    "mtcnn+boxcal": {"type": "mtcnn", "calibrate": True},
 }
+"""Detections are cached raw (``box_calibration=False``); ``calibrate`` applies the shipped calibration to them."""
 
 
-def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list, float, str]:
-    """(boxes, scores) per image at the evaluation floor, seconds per image and the detector name (cached)."""
-    path = cache / f"det_{spec}.pkl"
+def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[Detections], float, str]:
+    """Raw detections per image at the evaluation floor, seconds per image and the detector name (cached)."""
+    options = {k: v for k, v in SPECS[spec].items() if k != "calibrate"}
+    raw_key = "_".join(f"{k}-{v}" for k, v in sorted(options.items()))
+    path = cache / f"det_{raw_key}.pkl"
     if path.exists():
-        return pickle.loads(path.read_bytes())
-    settings = DetectorSettings(weights_dir=weights_dir, **SPECS[spec])
-    detector = build_detector(settings, confidence=EVAL_FLOOR[settings.type])
-    out, seconds = [], 0.0
-    for k, s in enumerate(scenes):
-        frame = cv2.imread(str(s.path))
+        dets, seconds, name = pickle.loads(path.read_bytes())
+    else:
+        settings = DetectorSettings(weights_dir=weights_dir, box_calibration=False, **options)
+        detector = build_detector(settings, confidence=EVAL_FLOOR[settings.type])
+        dets, total = [], 0.0
+        for k, s in enumerate(scenes):
+            frame = cv2.imread(str(s.path))
+            t0 = time.perf_counter()
+            dets.append(detector.detect([frame])[0])
+            total += time.perf_counter() - t0
+            if k % 200 == 0:
+                print(f"  {spec}: {k}/{len(scenes)}", flush=True)
+        seconds, name = total / len(scenes), detector.name
+        path.write_bytes(pickle.dumps((dets, seconds, name)))
+    if SPECS[spec].get("calibrate"):
+        calibration = BoxCalibration.for_backend(options["type"])
+        if calibration is None:
+            raise SystemExit(
+                f"no calibration for {options['type']}: python -m models.detectors.fit_calibration"
+            )
         t0 = time.perf_counter()
-        d = detector.detect([frame])[0]
-        seconds += time.perf_counter() - t0
-        out.append((d.boxes, d.scores))
-        if k % 200 == 0:
-            print(f"  {spec}: {k}/{len(scenes)}", flush=True)
-    result = (out, seconds / len(scenes), detector.name)
-    path.write_bytes(pickle.dumps(result))
-    return result
+        dets = [calibration.apply(d).clip(1e9, 1e9) for d in dets]
+        seconds += (time.perf_counter() - t0) / len(scenes)
+        name += "+boxcal"
+    return dets, seconds, name
 
 
 def classify_all(spec: str, scenes, dets, classifier, margin: float, cache: Path) -> tuple[list, float]:
@@ -65,7 +82,8 @@ def classify_all(spec: str, scenes, dets, classifier, margin: float, cache: Path
     if path.exists():
         return pickle.loads(path.read_bytes())
     out, seconds = [], 0.0
-    for s, (boxes, _) in zip(scenes, dets, strict=True):
+    for s, det in zip(scenes, dets, strict=True):
+        boxes = det.boxes
         if not len(boxes):
             out.append(np.zeros((0, len(classifier.classes)), np.float32))
             continue
@@ -76,6 +94,29 @@ def classify_all(spec: str, scenes, dets, classifier, margin: float, cache: Path
     result = (out, seconds / len(scenes))
     path.write_bytes(pickle.dumps(result))
     return result
+
+
+def markdown(rows: list[dict], part: str) -> str:
+    """The docs table of one split: face AP, recall (masked, unmasked, small), mAP, ms per image."""
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    head = (
+        "| detector | threshold | face AP | recall all | recall masked | recall unmasked | recall incorrect "
+        "| recall < 32 px | precision | mAP | mAP mask/no-mask | ms/image |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        m = r[part]
+        by = m["face_recall_by_class"]
+        ms = r["ms_per_image_detector"] + r["ms_per_image_classifier"]
+        lines.append(
+            f"| {r['detector']} | {r['threshold_tuned_on_train']:.2f} | {f(m['face_ap'])} | {f(m['face_recall'])} "
+            f"| {f(by['with_mask'])} | {f(by['without_mask'])} | {f(by['incorrect_mask'])} | {f(m['face_recall_small'])} "
+            f"| {f(m['face_precision'])} | {f(m['map'])} | {f(m['map_binary'])} | {ms:.0f} |"
+        )
+    return head + "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -109,7 +150,7 @@ def main() -> None:
     for spec in args.detectors:
         dets, det_s, name = detect_all(spec, scenes, args.weights_dir, args.cache)
         probs, cls_s = classify_all(spec, scenes, dets, classifier, cls_settings.margin, args.cache)
-        results = [ImageResult(s, b, sc, p) for s, (b, sc), p in zip(scenes, dets, probs, strict=True)]
+        results = [ImageResult(s, d.boxes, d.scores, p) for s, d, p in zip(scenes, dets, probs, strict=True)]
         train = compute_metrics([results[i] for i in parts["train"]], threshold=1.0)
         threshold, _ = best_f1_threshold(train.curves["face"])
         row = {
@@ -138,6 +179,12 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    md = "".join(
+        f"\n{part} ({rows[0][part]['images']} images, {rows[0][part]['faces']} faces)\n\n{markdown(rows, part)}"
+        for part in ("test", "all")
+    )
+    args.out.with_suffix(".md").write_text(f"classifier: {classifier.name}\n{md}")
+    print(md)
 
 
 if __name__ == "__main__":

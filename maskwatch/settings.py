@@ -145,10 +145,13 @@ class DetectorSettings(_Strict):
     input_size: tuple[int, int] = Field((300, 300), description="Network input (width, height) of opencv-res10")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0)
     long_side: int | None = Field(
-        None, ge=64, le=7680, description="yunet: resize each frame to this long side first (upscaling finds small faces)"
+        None, ge=64, le=7680, description="yunet: upscale frames whose long side is shorter to this size (finds smaller faces, costs time)"
     )
     min_face_size: int = Field(20, ge=8, le=1000, description="mtcnn: smallest face searched for, in pixels")
     blazeface_variant: Literal["back", "full", "short", "front"] = Field("back", description="blazeface model")
+    box_calibration: bool = Field(
+        True, description="Map boxes to the labelled face-box convention (models/detectors/calibration/*.json)"
+    )
 
 
 class ClassifierSettings(_Strict):

@@ -53,6 +53,12 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
         detector = BlazeFaceDetector(settings.blazeface_variant, conf, min(settings.nms_iou, 0.3))
     else:
         raise ValueError(f"unknown detector type {settings.type!r}")
+    if settings.box_calibration:
+        from models.detectors.calibration import BoxCalibration, CalibratedDetector
+
+        calibration = BoxCalibration.for_backend(kind)
+        if calibration is not None:
+            detector = CalibratedDetector(detector, calibration)
     if settings.type == "auto":
         detector.name = f"{detector.name} (auto)"
         log.info("detector type auto -> %s (threshold %.2f)", detector.name, conf)

@@ -16,7 +16,8 @@ WEIGHTS_FILE = "face_detection_yunet.onnx"
 
 
 class YuNetDetector:
-    """YuNet at each frame's own size, or with the long side resized to ``long_side`` (upscaling finds small faces).
+    """YuNet at each frame's own size; frames whose long side is shorter than ``long_side`` are upscaled to it
+    (finds faces under ~20 px that YuNet misses at their native size; larger frames are left alone).
 
     ``cv2.FaceDetectorYN`` takes one image per call, so a batch is a loop.
     """
@@ -46,7 +47,9 @@ class YuNetDetector:
 
     def _detect_one(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]
-        image, scale = resize_long_side(frame, self.long_side)
+        image, scale = resize_long_side(
+            frame, self.long_side if self.long_side and self.long_side > max(h, w) else None
+        )
         self.net.setInputSize((image.shape[1], image.shape[0]))
         _, faces = self.net.detect(image)
         if faces is None or not len(faces):

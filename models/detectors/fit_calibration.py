@@ -1,0 +1,74 @@
+"""Fit a backend's box calibration on the ``train`` scenes and write ``models/detectors/calibration/<backend>.json``.
+
+    python -m models.detectors.fit_calibration yunet --scenes ../shared/data/scenes --weights-dir ../shared/weights
+
+Only the ``train`` images of ``models/splits/scenes.json`` are used; each detection (at score
+>= 0.3) is paired with the labelled face it overlaps most, when that IoU is at least 0.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from maskwatch.settings import DetectorSettings
+from models.detectors.calibration import CALIBRATION_DIR, BoxCalibration
+from models.evaluation.ap import iou_matrix
+from models.evaluation.voc import load_scenes
+from models.factory import build_detector
+from models.training.splits import load_split
+
+PAIR_IOU = 0.3
+FIT_FLOOR = 0.3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("backend", choices=["yunet", "mtcnn", "opencv-res10", "blazeface"])
+    ap.add_argument("--scenes", type=Path, default=Path("../shared/data/scenes"))
+    ap.add_argument("--weights-dir", type=Path, default=Path("../shared/weights"))
+    ap.add_argument("--ridge", type=float, default=1.0)
+    ap.add_argument("--out", type=Path, help="default: models/detectors/calibration/<backend>.json")
+    args = ap.parse_args()
+
+    settings = DetectorSettings(type=args.backend, weights_dir=args.weights_dir, box_calibration=False)
+    detector = build_detector(settings, confidence=FIT_FLOOR)
+    scenes = load_scenes(args.scenes, load_split("scenes")["train"])
+    boxes, scores, landmarks, targets = [], [], [], []
+    has_landmarks = True
+    for scene in tqdm(scenes, desc=f"fit {args.backend}", unit="img"):
+        det = detector.detect([cv2.imread(str(scene.path))])[0]
+        if not len(det) or not len(scene.boxes):
+            continue
+        ious = iou_matrix(det.boxes, scene.boxes)
+        keep = ious.max(axis=1) >= PAIR_IOU
+        boxes.append(det.boxes[keep])
+        scores.append(det.scores[keep])
+        targets.append(scene.boxes[ious.argmax(axis=1)[keep]])
+        has_landmarks &= det.landmarks is not None
+        landmarks.append(
+            det.landmarks[keep] if det.landmarks is not None else np.zeros((int(keep.sum()), 5, 2))
+        )
+    calibration = BoxCalibration.fit(
+        args.backend,
+        np.concatenate(boxes),
+        np.concatenate(scores),
+        np.concatenate(landmarks) if has_landmarks else None,
+        np.concatenate(targets),
+        use_landmarks=has_landmarks,
+        ridge=args.ridge,
+        note=f"fit on the {len(scenes)} train images of models/splits/scenes.json, {detector.name}, "
+        f"pairs at IoU >= {PAIR_IOU}, ridge {args.ridge}",
+    )
+    out = args.out or CALIBRATION_DIR / f"{args.backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(calibration.to_json() + "\n")
+    print(f"wrote {out}: {calibration.pairs} pairs, landmarks {'used' if has_landmarks else 'not available'}")
+
+
+if __name__ == "__main__":
+    main()
