@@ -21,8 +21,8 @@ SHARED = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared"))
 CONFIGS: dict[str, dict] = {
     "opencv-res10": {"type": "opencv-res10"},
     "blazeface-back": {"type": "blazeface", "blazeface_variant": "back"},
-    "yunet": {"type": "yunet"},
-    "yunet@1280": {"type": "yunet", "long_side": 1280},
+    "yunet": {"type": "yunet", "upscale_to": None},
+    "yunet+x1280": {"type": "yunet", "upscale_to": 1280},
     "mtcnn": {"type": "mtcnn"},
 }
 

@@ -32,11 +32,13 @@ from models.training.splits import load_split
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SPECS: dict[str, dict] = {
     "opencv-res10": {"type": "opencv-res10"},
+    "opencv-res10+boxcal": {"type": "opencv-res10", "calibrate": True},
     "blazeface-full": {"type": "blazeface", "blazeface_variant": "full"},
     "blazeface-back": {"type": "blazeface", "blazeface_variant": "back"},
-    "yunet": {"type": "yunet"},
-    "yunet+boxcal": {"type": "yunet", "calibrate": True},
-    "yunet@1280+boxcal": {"type": "yunet", "long_side": 1280, "calibrate": True},
+    "blazeface-back+boxcal": {"type": "blazeface", "blazeface_variant": "back", "calibrate": True},
+    "yunet": {"type": "yunet", "upscale_to": None},
+    "yunet+boxcal": {"type": "yunet", "upscale_to": None, "calibrate": True},
+    "yunet+x1280+boxcal": {"type": "yunet", "upscale_to": 1280, "calibrate": True},
     "mtcnn": {"type": "mtcnn"},
     "mtcnn+boxcal": {"type": "mtcnn", "calibrate": True},
 }

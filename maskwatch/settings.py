@@ -144,8 +144,11 @@ class DetectorSettings(_Strict):
     )
     input_size: tuple[int, int] = Field((300, 300), description="Network input (width, height) of opencv-res10")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0)
-    long_side: int | None = Field(
-        None, ge=64, le=7680, description="yunet: upscale frames whose long side is shorter to this size (finds smaller faces, costs time)"
+    upscale_to: int | None = Field(
+        1280,
+        ge=64,
+        le=7680,
+        description="yunet: frames whose long side is shorter also get a pass upscaled to this size (small faces); None: off",
     )
     min_face_size: int = Field(20, ge=8, le=1000, description="mtcnn: smallest face searched for, in pixels")
     blazeface_variant: Literal["back", "full", "short", "front"] = Field("back", description="blazeface model")

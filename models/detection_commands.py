@@ -25,7 +25,7 @@ def _detector_settings(args: argparse.Namespace, base: DetectorSettings) -> Dete
         ("detector", "type"),
         ("weights_dir", "weights_dir"),
         ("threshold", "confidence"),
-        ("long_side", "long_side"),
+        ("upscale_to", "upscale_to"),
         ("min_face_size", "min_face_size"),
     ):
         value = getattr(args, arg, None)
@@ -51,7 +51,12 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
         metavar="SCORE",
         help="Detector score threshold (default: tuned per backend)",
     )
-    p.add_argument("--long-side", type=int, metavar="PX", help="yunet: resize frames to this long side first")
+    p.add_argument(
+        "--upscale-to",
+        type=int,
+        metavar="PX",
+        help="yunet: also run smaller frames upscaled to this long side",
+    )
     p.add_argument("--min-face-size", type=int, metavar="PX", help="mtcnn: smallest face searched for")
     p.add_argument("--model", type=Path, metavar="PATH", help="Mask classifier .keras file (default: config)")
 

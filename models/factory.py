@@ -11,12 +11,13 @@ from models.detectors.base import FaceDetector
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIDENCE: dict[str, float] = {
-    "mtcnn": 0.8,
-    "yunet": 0.7,
-    "opencv-res10": 0.5,
-    "blazeface": 0.5,
+    "mtcnn": 0.88,
+    "yunet": 0.80,
+    "opencv-res10": 0.20,
+    "blazeface": 0.45,
 }
-"""Per-backend score thresholds when ``confidence`` is not set (see docs/detectors.md for how they were tuned)."""
+"""Per-backend score thresholds when ``confidence`` is not set: the best face F1 on the ``train`` scenes,
+with box calibration on (``benchmarks/scene_table.py``, docs/detectors.md)."""
 
 
 def resolve_detector_type(settings: DetectorSettings) -> str:
@@ -42,7 +43,7 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
     elif kind == "yunet":
         from models.detectors.yunet import YuNetDetector
 
-        detector = YuNetDetector(settings.weights_dir, conf, min(settings.nms_iou, 0.3), settings.long_side)
+        detector = YuNetDetector(settings.weights_dir, conf, min(settings.nms_iou, 0.3), settings.upscale_to)
     elif kind == "mtcnn":
         from models.detectors.mtcnn import MTCNNDetector
 

