@@ -151,6 +151,9 @@ class DetectorSettings(_Strict):
         description="yunet: frames whose long side is shorter also get a pass upscaled to this size (small faces); None: off",
     )
     min_face_size: int = Field(20, ge=8, le=1000, description="mtcnn: smallest face searched for, in pixels")
+    max_side: int | None = Field(
+        1280, ge=64, le=7680, description="mtcnn: downscale larger frames to this long side first (speed); None: off"
+    )
     blazeface_variant: Literal["back", "full", "short", "front"] = Field("back", description="blazeface model")
     box_calibration: bool = Field(
         True, description="Map boxes to the labelled face-box convention (models/detectors/calibration/*.json)"

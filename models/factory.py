@@ -47,7 +47,7 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
     elif kind == "mtcnn":
         from models.detectors.mtcnn import MTCNNDetector
 
-        detector = MTCNNDetector(conf, settings.nms_iou, settings.min_face_size)
+        detector = MTCNNDetector(conf, settings.nms_iou, settings.min_face_size, max_side=settings.max_side)
     elif kind == "blazeface":
         from models.detectors.blazeface import BlazeFaceDetector
 
