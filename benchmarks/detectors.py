@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/detectors.py --out benchmarks/results/detectors.json
 
 Each detector runs with its default settings (tuned threshold, box calibration on). One warm-up
-batch is not timed. ``--threads`` caps OpenCV and TensorFlow threads (default 1, the worker's
+batch is not timed; the median over batches is reported. ``--threads`` caps OpenCV and TensorFlow threads (default 1, the worker's
 share of this 2-core machine); other processes on the machine make these numbers noisy.
 """
 
@@ -16,13 +16,15 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared"))
 CONFIGS: dict[str, dict] = {
     "opencv-res10": {"type": "opencv-res10"},
     "blazeface-back": {"type": "blazeface", "blazeface_variant": "back"},
-    "yunet": {"type": "yunet", "upscale_to": None},
-    "yunet+x1280": {"type": "yunet", "upscale_to": 1280},
+    "yunet": {"type": "yunet", "upscale_to": None, "downscale_to": None},
+    "yunet+up1280+down400": {"type": "yunet", "upscale_to": 1280, "downscale_to": 400},
     "mtcnn": {"type": "mtcnn"},
 }
 
@@ -41,16 +43,20 @@ def read_frames(video: Path, count: int, step: int = 5) -> list:
 
 
 def time_detector(detector, frames: list, batch: int) -> float:
+    """Median milliseconds per frame over the batches (the median resists other processes' bursts)."""
     detector.detect(frames[:batch])  # warm-up
-    t0 = time.perf_counter()
+    per_frame = []
     for i in range(0, len(frames), batch):
-        detector.detect(frames[i : i + batch])
-    return 1000 * (time.perf_counter() - t0) / len(frames)
+        chunk = frames[i : i + batch]
+        t0 = time.perf_counter()
+        detector.detect(chunk)
+        per_frame.append(1000 * (time.perf_counter() - t0) / len(chunk))
+    return float(np.median(per_frame))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=24, help="Frames per source")
+    ap.add_argument("--frames", type=int, default=32, help="Frames per source")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--detectors", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detectors.json")

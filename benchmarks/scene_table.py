@@ -36,9 +36,15 @@ SPECS: dict[str, dict] = {
     "blazeface-full": {"type": "blazeface", "blazeface_variant": "full"},
     "blazeface-back": {"type": "blazeface", "blazeface_variant": "back"},
     "blazeface-back+boxcal": {"type": "blazeface", "blazeface_variant": "back", "calibrate": True},
-    "yunet": {"type": "yunet", "upscale_to": None},
-    "yunet+boxcal": {"type": "yunet", "upscale_to": None, "calibrate": True},
-    "yunet+x1280+boxcal": {"type": "yunet", "upscale_to": 1280, "calibrate": True},
+    "yunet": {"type": "yunet", "upscale_to": None, "downscale_to": None},
+    "yunet+boxcal": {"type": "yunet", "upscale_to": None, "downscale_to": None, "calibrate": True},
+    "yunet+up1280+boxcal": {"type": "yunet", "upscale_to": 1280, "downscale_to": None, "calibrate": True},
+    "yunet+up1280+down400+boxcal": {
+        "type": "yunet",
+        "upscale_to": 1280,
+        "downscale_to": 400,
+        "calibrate": True,
+    },
     "mtcnn": {"type": "mtcnn"},
     "mtcnn+boxcal": {"type": "mtcnn", "calibrate": True},
 }
@@ -138,7 +144,7 @@ def main() -> None:
     index = {s.path.name: i for i, s in enumerate(scenes)}
     split = load_split("scenes")
     parts = {"all": list(range(len(scenes)))} | {
-        p: [index[Path(n).name] for n in split[p]] for p in ("train", "test")
+        p: [index[Path(n).name] for n in split[p]] for p in ("train", "val", "test")
     }
     if args.classifier == "placeholder":
         cls_settings = ClassifierSettings(type="placeholder")
@@ -162,7 +168,7 @@ def main() -> None:
             "ms_per_image_detector": 1000 * det_s,
             "ms_per_image_classifier": 1000 * cls_s,
         }
-        for part in ("all", "test"):
+        for part in ("all", "val", "test"):
             m = compute_metrics([results[i] for i in parts[part]], threshold).metrics
             row[part] = m
         rows.append(row)

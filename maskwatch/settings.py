@@ -150,6 +150,12 @@ class DetectorSettings(_Strict):
         le=7680,
         description="yunet: frames whose long side is shorter also get a pass upscaled to this size (small faces); None: off",
     )
+    downscale_to: int | None = Field(
+        400,
+        ge=64,
+        le=7680,
+        description="yunet: frames 1.5x larger also get a pass downscaled to this long side (very large faces); None: off",
+    )
     min_face_size: int = Field(20, ge=8, le=1000, description="mtcnn: smallest face searched for, in pixels")
     max_side: int | None = Field(
         1280, ge=64, le=7680, description="mtcnn: downscale larger frames to this long side first (speed); None: off"

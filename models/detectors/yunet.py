@@ -16,13 +16,16 @@ WEIGHTS_FILE = "face_detection_yunet.onnx"
 
 
 class YuNetDetector:
-    """YuNet at each frame's own size, plus (``upscale_to``) a second pass on frames whose long side is
-    shorter, upscaled to it; both passes are merged with NMS.
+    """YuNet run at up to three scales per frame, merged with NMS.
 
-    The second pass finds faces under ~24 px that YuNet misses at their native size (measured on
-    the scene test split: small-face recall 0.59 -> 0.76, face AP 0.79 -> 0.80); frames already as
-    large as ``upscale_to`` (720p/1080p CCTV with the default 1280) get only the native pass.
-    ``cv2.FaceDetectorYN`` takes one image per call, so a batch is a loop.
+    - native size;
+    - ``upscale_to``: frames whose long side is shorter get a pass upscaled to it, for faces
+      under ~24 px that YuNet misses at native size (scene val/test: small-face recall 0.59 -> 0.76);
+    - ``downscale_to``: frames at least 1.5x larger get a pass downscaled to it, for faces too
+      large for YuNet's biggest anchors (close to the camera); it costs a few percent of the native pass.
+
+    720p/1080p CCTV frames get the native and the downscaled pass. ``cv2.FaceDetectorYN`` takes
+    one image per call, so a batch is a loop.
     """
 
     def __init__(
@@ -31,8 +34,8 @@ class YuNetDetector:
         confidence: float = 0.6,
         nms_iou: float = 0.3,
         upscale_to: int | None = None,
+        downscale_to: int | None = None,
         top_k: int = 5000,
-        native_pass: bool = True,
     ) -> None:
         model = require_file(Path(weights_dir) / WEIGHTS_FILE, "yunet")
         try:
@@ -45,28 +48,32 @@ class YuNetDetector:
         self.confidence = confidence
         self.nms_iou = nms_iou
         self.upscale_to = upscale_to
-        self.native_pass = native_pass
-        passes = ("native+" if native_pass else "") + f"x{upscale_to}px" if upscale_to else ""
-        self.name = f"yunet:{model.name}" + (f"[{passes}]" if passes else "")
+        self.downscale_to = downscale_to
+        passes = (
+            ["native"]
+            + [f"up{upscale_to}px"] * bool(upscale_to)
+            + [f"down{downscale_to}px"] * bool(downscale_to)
+        )
+        self.name = f"yunet:{model.name}" + (f"[{'+'.join(passes)}]" if len(passes) > 1 else "")
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return [self._detect_one(f) for f in frames]
 
     def _detect_one(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]
-        upscale = bool(self.upscale_to and self.upscale_to > max(h, w))
-        if not upscale:
-            return self._run(frame, None, w, h)
-        up = self._run(frame, self.upscale_to, w, h)
-        if not self.native_pass:
-            return up
-        native = self._run(frame, None, w, h)
-        if not len(native) or not len(up):
-            return native if len(native) else up
+        long_side = max(h, w)
+        sizes: list[int | None] = [None]
+        if self.upscale_to and self.upscale_to > long_side:
+            sizes.append(self.upscale_to)
+        if self.downscale_to and long_side >= 1.5 * self.downscale_to:
+            sizes.append(self.downscale_to)
+        found = [d for d in (self._run(frame, size, w, h) for size in sizes) if len(d)]
+        if len(found) < 2:
+            return found[0] if found else _empty()
         merged = Detections(
-            np.concatenate([native.boxes, up.boxes]),
-            np.concatenate([native.scores, up.scores]),
-            np.concatenate([native.landmarks, up.landmarks]),
+            np.concatenate([d.boxes for d in found]),
+            np.concatenate([d.scores for d in found]),
+            np.concatenate([d.landmarks for d in found]),
         )
         return nms(merged, self.nms_iou)
 
@@ -82,3 +89,7 @@ class YuNetDetector:
         geometry = faces[:, :14].astype(np.float32) / np.float32(scale)
         boxes = np.column_stack([geometry[:, :2], geometry[:, :2] + geometry[:, 2:4]])
         return Detections(boxes, scores, geometry[:, 4:14].reshape(-1, 5, 2)).clip(w, h)
+
+
+def _empty() -> Detections:
+    return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
