@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maskwatch.settings import ConfigError, DetectorSettings, Settings, load_settings
+
+if TYPE_CHECKING:
+    from models.classifier import MaskClassifier
 
 DETECTOR_TYPES = ("auto", "mtcnn", "yunet", "opencv-res10", "blazeface")
 EVAL_FLOOR = {"mtcnn": 0.3, "yunet": 0.3, "opencv-res10": 0.1, "blazeface": 0.3}
@@ -65,7 +68,8 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, metavar="PATH", help="Mask classifier .keras file (default: config)")
 
 
-def _classifier(args: argparse.Namespace, settings: Settings):  # noqa: ANN202 - MaskClassifier
+def _classifier(args: argparse.Namespace, settings: Settings) -> tuple[MaskClassifier, float]:
+    """The mask classifier (``--model`` overrides the config) and its crop margin."""
     from models.factory import build_classifier
 
     cls = settings.classifier

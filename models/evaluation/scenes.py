@@ -130,20 +130,11 @@ def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float
             bucket[0] += int(hit[i])
             bucket[1] += 1
 
-    def top_class(
-        r: ImageResult, names: Sequence[str], columns: Sequence[Sequence[int]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if not len(r.boxes):
-            return np.zeros(len(r.boxes), int), np.zeros(0)
-        p = np.column_stack([r.probs[:, cols].sum(axis=1) for cols in columns])
-        k = p.argmax(axis=1)
-        return k, r.scores * p[np.arange(len(k)), k]
-
     three = [[i] for i in range(len(CLASSES))]
     for ci, c in enumerate(CLASSES):
 
         def predict(r: ImageResult, ci: int = ci) -> tuple[np.ndarray, np.ndarray]:
-            k, s = top_class(r, CLASSES, three)
+            k, s = _top_class(r, three)
             return r.boxes[k == ci], s[k == ci]
 
         ignored = (
@@ -156,7 +147,7 @@ def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float
     for bi, (b, names) in enumerate(binary.items()):
 
         def predict_binary(r: ImageResult, bi: int = bi) -> tuple[np.ndarray, np.ndarray]:
-            k, s = top_class(r, list(binary), binary_cols)
+            k, s = _top_class(r, binary_cols)
             return r.boxes[k == bi], s[k == bi]
 
         curves[f"binary_{b}"] = _pooled_curve(
@@ -187,6 +178,15 @@ def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float
         "map_binary": float(np.nanmean([curves[f"binary_{b}"].ap for b in binary])),
     }
     return SceneReport(metrics, curves, list(results))
+
+
+def _top_class(r: ImageResult, columns: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each face's top class among groups of probability ``columns`` and its score: detector x class probability."""
+    if not len(r.boxes):
+        return np.zeros(0, int), np.zeros(0)
+    p = np.column_stack([r.probs[:, cols].sum(axis=1) for cols in columns])
+    k = p.argmax(axis=1)
+    return k, r.scores * p[np.arange(len(k)), k]
 
 
 def _nan_to_none(x: float) -> float | None:
