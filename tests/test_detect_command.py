@@ -111,3 +111,14 @@ def test_detect_with_missing_weights_names_the_file_and_the_fix(tmp_path, capsys
     )
     err = capsys.readouterr().err
     assert str(tmp_path / "face_detection_yunet.onnx") in err and "maskwatch models fetch yunet" in err
+
+
+def test_detect_on_a_folder_annotates_every_image_in_it(tmp_path, yunet_args, capsys):
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    for name in (IMAGE, "29d7ae661aae8934f9a2f1974132cd17.jpg"):
+        shutil.copyfile(shared_path("data", "scenes", "images", name), folder / name)
+    assert main(["detect", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *yunet_args]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 2 and summary["faces"] >= 2 and not summary["failed"]
+    assert len(list((tmp_path / "out").glob("*.json"))) == 2
