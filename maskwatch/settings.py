@@ -167,7 +167,7 @@ class DetectorSettings(_Strict):
 
 
 class ClassifierSettings(_Strict):
-    type: Literal["keras", "placeholder"] = Field("placeholder", description="Mask classifier backend")
+    type: Literal["keras", "placeholder"] = Field("keras", description="Mask classifier backend")
     path: Path | None = Field(None, description="A .keras model file; default: the model shipped in models/")
     margin: float = Field(0.15, ge=0.0, le=1.0, description="Box margin added around each face before cropping")
 
