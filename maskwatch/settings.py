@@ -178,7 +178,7 @@ class ViolationSettings(_Strict):
     enabled: bool = Field(True, description="Track faces and raise violation events")
     iou_threshold: float = Field(0.25, gt=0.0, le=1.0, description="Least IoU between a track's predicted box and a face")
     max_center_shift: float = Field(
-        0.6, ge=0.0, le=5.0, description="Else match a face whose centre moved at most this many face widths"
+        1.0, ge=0.0, le=5.0, description="Else match a face whose centre moved at most this many face widths"
     )
     max_age_frames: int = Field(
         10, ge=0, le=1000, description="A track not seen for more processed frames than this ends"

@@ -95,7 +95,7 @@ class FaceTracker:
         classes: Sequence[str],
         rule: AgreementRule | None = None,
         iou_threshold: float = 0.25,
-        max_center_shift: float = 0.6,
+        max_center_shift: float = 1.0,
         max_age_frames: int = 10,
         velocity_smoothing: float = 0.5,
     ):
