@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,8 @@ def write_pr_curves(report: SceneReport, path: Path) -> Path:
         if len(c.recall):
             ax.plot(c.recall, c.precision, label=f"{key} AP {c.ap:.3f}")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    ax.set_title(f"{report.metrics.get('detector', '')} @ IoU {report.metrics['iou']}", fontsize=9)
+    title = f"{report.metrics.get('detector', '')} + {report.metrics.get('classifier', '')}, IoU {report.metrics['iou']}"
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
