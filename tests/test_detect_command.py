@@ -69,7 +69,10 @@ def test_detect_on_a_video_keeps_every_frame_and_the_frame_rate(tmp_path, yunet_
     )  # H.264 blurs thin lines a little
 
 
-def test_bad_inputs_fail_clearly_and_the_good_ones_still_run(tmp_path, yunet_args, capsys):
+def test_bad_inputs_fail_clearly_and_the_good_ones_still_run(tmp_path, yunet_args, capsys, monkeypatch):
+    monkeypatch.setenv(
+        "MASKWATCH_CLASSIFIER__TYPE", "placeholder"
+    )  # input handling only: skip the model load
     empty_video = tmp_path / "in" / "empty.mp4"
     empty_video.parent.mkdir()
     empty_video.write_bytes(b"")
@@ -113,7 +116,10 @@ def test_detect_with_missing_weights_names_the_file_and_the_fix(tmp_path, capsys
     assert str(tmp_path / "face_detection_yunet.onnx") in err and "maskwatch models fetch yunet" in err
 
 
-def test_detect_on_a_folder_annotates_every_image_in_it(tmp_path, yunet_args, capsys):
+def test_detect_on_a_folder_annotates_every_image_in_it(tmp_path, yunet_args, capsys, monkeypatch):
+    monkeypatch.setenv(
+        "MASKWATCH_CLASSIFIER__TYPE", "placeholder"
+    )  # input handling only: skip the model load
     folder = tmp_path / "in" / "sub"
     folder.mkdir(parents=True)
     for name in (IMAGE, "29d7ae661aae8934f9a2f1974132cd17.jpg"):
