@@ -91,6 +91,7 @@ class WorkerService:
         if not entries:
             return 0
         frames: list[tuple[Entry, FrameMessage]] = []
+        ends: list[EndOfStream] = []
         pipe = self.client.pipeline(transaction=True)
         for entry in entries:
             try:
@@ -99,7 +100,7 @@ class WorkerService:
                 self._deadletter(pipe, entry, "malformed", f"malformed frame message: {e}")
                 continue
             if isinstance(msg, EndOfStream):
-                pipe.xadd(self.keys.results(msg.camera), msg.to_fields(), maxlen=self.config.results_max_len, approximate=True)
+                ends.append(msg)
             elif self._stale(msg):
                 metrics.FRAMES_SKIPPED.labels(msg.camera, "stale").inc()
                 self.stats.skipped += 1
@@ -114,8 +115,8 @@ class WorkerService:
         for entry, msg in frames:
             if (b := rejected.get((msg.camera, msg.seq))) is not None:
                 self._deadletter(pipe, entry, b.kind, b.reason)
-        for r in results:
-            pipe.xadd(self.keys.results(r.camera), r.to_fields(), maxlen=self.config.results_max_len, approximate=True)
+        for out in (*results, *ends):  # a file's end marker goes after the results of its batch
+            pipe.xadd(self.keys.results(out.camera), out.to_fields(), maxlen=self.config.results_max_len, approximate=True)
         self.consumer.ack(entries, pipe)
         pipe.execute()  # results and acks land together, or not at all
         self._count(entries, results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ def make_settings(redis_url: str, weights_dir: Path | None = None, cameras: list
         "worker": {"metrics_port": 0, "discovery_interval_s": 0.2, "max_wait_ms": 20},
         "publisher": {"metrics_port": 0},
         "shutdown_grace_s": 5,
+        "clips": {"dir": tempfile.mkdtemp(prefix="maskwatch-clips-")},
     }
     if weights_dir is not None:
         base["detector"] = {"weights_dir": str(weights_dir)}
@@ -71,6 +73,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def read_events(client: redis.Redis, keys: Keys = Keys()) -> list[dict[str, Any]]:
+def read_events(client: redis.Redis, keys: Keys | None = None) -> list[dict[str, Any]]:
     """Every document on the events stream, oldest first."""
-    return [json.loads(fields[b"event"]) for _, fields in client.xrange(keys.events)]
+    return [json.loads(fields[b"event"]) for _, fields in client.xrange((keys or Keys()).events)]
