@@ -63,6 +63,8 @@ class CameraReader:
         cam = self.camera
         log.info("camera %s: source %s (%s, %.1f fps, policy %s)", cam.id, cam.safe_url,
                  "live" if cam.is_live else "file", cam.fps, self._policy)
+        for counter in (metrics.FRAMES_READ, metrics.FRAMES_PUBLISHED, metrics.FRAMES_DROPPED, metrics.RECONNECTS):
+            counter.labels(cam.id).inc(0)  # export every camera's series from the start
         self.seq = self._register()
         first_seq = self.seq
         while not self.stop.is_set():

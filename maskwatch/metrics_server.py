@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from prometheus_client import Counter, Gauge, start_http_server
 
@@ -18,16 +19,18 @@ RECLAIMED = Counter("maskwatch_reclaimed_total", "Messages reclaimed from dead c
 DEADLETTERS = Counter("maskwatch_deadletter_total", "Messages sent to the dead-letter stream", ["stage", "reason"])
 
 _started: set[int] = set()
+_lock = threading.Lock()
 
 
 def serve_metrics(port: int, stage: str) -> None:
     """Serve /metrics on ``port`` (0 disables it; a port already served in this process is reused)."""
-    if port == 0 or port in _started:
-        return
-    try:
-        start_http_server(port)
-    except OSError as e:
-        log.error("%s: cannot serve metrics on port %d: %s", stage, port, e)
-        return
-    _started.add(port)
+    with _lock:
+        if port == 0 or port in _started:
+            return
+        try:
+            start_http_server(port)
+        except OSError as e:
+            log.error("%s: cannot serve metrics on port %d: %s", stage, port, e)
+            return
+        _started.add(port)
     log.info("%s: metrics on http://0.0.0.0:%d/metrics", stage, port)

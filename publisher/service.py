@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import cv2
-import numpy as np
 import redis
 
 from maskwatch.contracts import ContractError, EndOfStream, ResultMessage, decode_result_entry
@@ -31,7 +29,7 @@ log = logging.getLogger(__name__)
 class Monitor(Protocol):
     """Turns new results into violation documents (``publisher.violations``)."""
 
-    def observe(self, result: ResultMessage, frame: np.ndarray | None) -> list[dict[str, Any]]: ...
+    def observe(self, result: ResultMessage) -> list[dict[str, Any]]: ...
 
     def tick(self, now: float) -> list[dict[str, Any]]: ...
 
@@ -142,7 +140,7 @@ class PublisherService:
                 continue
             self._count(result, now)
             if self.monitor:
-                self._publish_docs(self.monitor.observe(result, _decode(result)))
+                self._publish_docs(self.monitor.observe(result))
         ack = self.client.pipeline(transaction=True)
         self.consumer.ack(entries, ack)
         ack.execute()
@@ -179,9 +177,3 @@ class PublisherService:
         s = self.stats
         return (f"publisher: {s.events} events, {s.violation_docs} violation documents, "
                 f"{s.duplicates} duplicates skipped, {s.deadletters} dead-lettered")
-
-
-def _decode(result: ResultMessage) -> np.ndarray | None:
-    if not result.image:
-        return None
-    return cv2.imdecode(np.frombuffer(result.image, np.uint8), cv2.IMREAD_COLOR)
