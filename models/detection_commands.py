@@ -130,11 +130,14 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
+    print(text)
     if args.report_dir:
         args.report_dir.mkdir(parents=True, exist_ok=True)
-        write_pr_curves(report, args.report_dir / "pr_curves.png")
         write_worst_misses(report, args.report_dir / "worst_misses.png", threshold)
-    print(text)
+        try:
+            write_pr_curves(report, args.report_dir / "pr_curves.png")
+        except RuntimeError as e:  # matplotlib missing: the metrics are already written
+            return _fail(str(e))
     return 0
 
 
