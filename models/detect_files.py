@@ -19,11 +19,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from models.analysis import FaceAnalyzer
 from models.annotate import draw_faces
-from models.classifier import MaskClassifier
-from models.crops import crop_faces
 from models.detections import Detections
-from models.detectors.base import FaceDetector
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".ts", ".mpg", ".mpeg"})
@@ -66,30 +64,20 @@ def face_records(det: Detections, probs: np.ndarray, classes: Sequence[str]) -> 
 
 
 class FrameAnnotator:
-    """Detect, classify and draw a batch of frames; holds the models and the crop margin."""
+    """Detect, classify and draw a batch of frames with a :class:`models.analysis.FaceAnalyzer`."""
 
-    def __init__(self, detector: FaceDetector, classifier: MaskClassifier, margin: float) -> None:
-        self.detector, self.classifier, self.margin = detector, classifier, margin
+    def __init__(self, analyzer: FaceAnalyzer) -> None:
+        self.analyzer = analyzer
 
     @property
     def models(self) -> dict[str, str]:
-        return {"detector": self.detector.name, "classifier": self.classifier.name}
+        return self.analyzer.models
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:
-        detections = self.detector.detect(frames)
-        crops = [
-            c for f, d in zip(frames, detections, strict=True) for c in crop_faces(f, d.boxes, self.margin)
-        ]
-        probs = (
-            self.classifier.predict(crops)
-            if crops
-            else np.zeros((0, len(self.classifier.classes)), np.float32)
-        )
-        out, k = [], 0
-        for frame, det in zip(frames, detections, strict=True):
-            p = np.asarray(probs[k : k + len(det)], np.float32)
-            k += len(det)
-            faces = face_records(det, p, self.classifier.classes)
+        out = []
+        for frame, analyzed in zip(frames, self.analyzer(frames), strict=True):
+            det, p = analyzed.detections, analyzed.probs
+            faces = face_records(det, p, self.analyzer.classes)
             labels = [f["class"] for f in faces]
             drawn = draw_faces(frame.copy(), det.boxes, labels, p.max(axis=1) if len(p) else [])
             out.append((drawn, faces))
@@ -111,7 +99,7 @@ def annotate_image(path: Path, out_dir: Path, annotate: FrameAnnotator) -> dict[
         "height": frame.shape[0],
         "faces": faces,
         "models": annotate.models,
-        "placeholder_classifier": bool(getattr(annotate.classifier, "placeholder", False)),
+        "placeholder_classifier": bool(getattr(annotate.analyzer.classifier, "placeholder", False)),
     }
     (out_dir / f"{path.stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
@@ -195,15 +183,13 @@ def annotate_video(
 def detect_paths(
     paths: Sequence[Path],
     out_dir: Path,
-    detector: FaceDetector,
-    classifier: MaskClassifier,
-    margin: float = 0.15,
+    analyzer: FaceAnalyzer,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Annotate every input into ``out_dir``; a file that fails is reported and the others go on."""
     files = expand_inputs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    annotate = FrameAnnotator(detector, classifier, margin)
+    annotate = FrameAnnotator(analyzer)
     summary: dict[str, Any] = {
         "images": 0,
         "videos": 0,

@@ -6,15 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from maskwatch.settings import ConfigError, DetectorSettings, Settings, load_settings
+from maskwatch.settings import ClassifierSettings, ConfigError, DetectorSettings, Settings, load_settings
 
-if TYPE_CHECKING:
-    from models.classifier import MaskClassifier
-
-DETECTOR_TYPES = ("auto", "mtcnn", "yunet", "opencv-res10", "blazeface")
-EVAL_FLOOR = {"mtcnn": 0.3, "yunet": 0.3, "opencv-res10": 0.1, "blazeface": 0.3}
+DETECTOR_TYPES = ("auto", "mtcnn", "yunet", "opencv-res10", "blazeface", "retinaface")
+EVAL_FLOOR = {"mtcnn": 0.3, "yunet": 0.3, "opencv-res10": 0.1, "blazeface": 0.3, "retinaface": 0.1}
 """Lowest score kept during evaluation, so AP sees the whole precision-recall curve."""
 
 
@@ -28,6 +25,7 @@ def _detector_settings(args: argparse.Namespace, base: DetectorSettings) -> Dete
         ("detector", "type"),
         ("weights_dir", "weights_dir"),
         ("threshold", "confidence"),
+        ("masked_threshold", "masked_confidence"),
         ("upscale_to", "upscale_to"),
         ("downscale_to", "downscale_to"),
         ("min_face_size", "min_face_size"),
@@ -56,6 +54,12 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
         help="Detector score threshold (default: tuned per backend)",
     )
     p.add_argument(
+        "--masked-threshold",
+        type=float,
+        metavar="SCORE",
+        help="Detector score threshold for faces classified masked (default: tuned per backend)",
+    )
+    p.add_argument(
         "--upscale-to",
         type=int,
         metavar="PX",
@@ -68,14 +72,12 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, metavar="PATH", help="Mask classifier .keras file (default: config)")
 
 
-def _classifier(args: argparse.Namespace, settings: Settings) -> tuple[MaskClassifier, float]:
-    """The mask classifier (``--model`` overrides the config) and its crop margin."""
-    from models.factory import build_classifier
-
+def _classifier_settings(args: argparse.Namespace, settings: Settings) -> ClassifierSettings:
+    """The mask classifier's settings (``--model`` overrides the config)."""
     cls = settings.classifier
     if args.model is not None:
         cls = cls.model_copy(update={"type": "keras", "path": args.model})
-    return build_classifier(cls), cls.margin
+    return cls
 
 
 def _fail(message: str) -> int:
@@ -86,11 +88,12 @@ def _fail(message: str) -> int:
 def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from models.analysis import FaceAnalyzer
     from models.detectors.base import WeightsError
     from models.evaluation.report import write_pr_curves, write_worst_misses
     from models.evaluation.scenes import compute_metrics, run_models
     from models.evaluation.voc import load_scenes
-    from models.factory import DEFAULT_CONFIDENCE, build_detector, resolve_detector_type
+    from models.factory import build_classifier, build_detector, face_threshold, resolve_detector_type
 
     settings = _settings(args)
     det_settings = _detector_settings(args, settings.detector)
@@ -106,20 +109,22 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     if args.limit:
         scenes = scenes[:: max(1, len(scenes) // args.limit)][: args.limit]
     kind = resolve_detector_type(det_settings)
-    threshold = det_settings.confidence if det_settings.confidence is not None else DEFAULT_CONFIDENCE[kind]
+    rule = face_threshold(det_settings)
     try:
-        detector = build_detector(det_settings, confidence=min(threshold, EVAL_FLOOR[kind]))
-        classifier, margin = _classifier(args, settings)
+        cls = _classifier_settings(args, settings)
+        analyzer = FaceAnalyzer(
+            build_detector(det_settings, confidence=min(rule.floor, EVAL_FLOOR[kind])),
+            build_classifier(cls),
+            cls.margin,
+        )
     except (WeightsError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
-    results, seconds = run_models(
-        scenes, detector, classifier, margin, progress=lambda it: tqdm(it, desc="scenes", unit="img")
-    )
-    report = compute_metrics(results, threshold)
+    results, seconds = run_models(scenes, analyzer, progress=lambda it: tqdm(it, desc="scenes", unit="img"))
+    report = compute_metrics(results, rule.confidence, masked_threshold=rule.masked_confidence)
     metrics = {
-        "detector": detector.name,
-        "classifier": classifier.name,
-        "classifier_placeholder": bool(getattr(classifier, "placeholder", False)),
+        "detector": analyzer.detector.name,
+        "classifier": analyzer.classifier.name,
+        "classifier_placeholder": bool(getattr(analyzer.classifier, "placeholder", False)),
         "split": args.split,
         "dir": str(args.dir),
         **report.metrics,
@@ -133,7 +138,12 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     print(text)
     if args.report_dir:
         args.report_dir.mkdir(parents=True, exist_ok=True)
-        write_worst_misses(report, args.report_dir / "worst_misses.png", threshold)
+        write_worst_misses(
+            report,
+            args.report_dir / "worst_misses.png",
+            rule.confidence,
+            masked_threshold=rule.masked_confidence,
+        )
         try:
             write_pr_curves(report, args.report_dir / "pr_curves.png")
         except RuntimeError as e:  # matplotlib missing: the metrics are already written
@@ -179,24 +189,28 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
         return _fail(str(e))
     for p in paths:
         print(f"installed {p} (sha256 verified)")
-    if settings.detector.type == "auto" and args.name == "yunet":
-        print("detector.type 'auto' now uses yunet (the worker logs the detector in use)")
+    if settings.detector.type == "auto":
+        from models.factory import resolve_detector_type
+
+        det = settings.detector.model_copy(update={"weights_dir": weights_dir})
+        print(f"detector.type 'auto' uses {resolve_detector_type(det)} (the worker logs the detector in use)")
     return 0
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from models.detect_files import InputError, detect_paths
     from models.detectors.base import WeightsError
-    from models.factory import build_detector
+    from models.factory import build_analyzer
 
     settings = _settings(args)
     try:
-        detector = build_detector(_detector_settings(args, settings.detector))
-        classifier, margin = _classifier(args, settings)
+        analyzer = build_analyzer(
+            _detector_settings(args, settings.detector), _classifier_settings(args, settings)
+        )
     except (WeightsError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     try:
-        summary = detect_paths(args.paths, args.out, detector, classifier, margin, progress=not args.quiet)
+        summary = detect_paths(args.paths, args.out, analyzer, progress=not args.quiet)
     except InputError as e:
         return _fail(str(e))
     print(json.dumps(summary, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from maskwatch.settings import ClassifierSettings, DetectorSettings
+from models.analysis import FaceAnalyzer, FaceThreshold
 from models.classifier import MaskClassifier, PlaceholderClassifier
 from models.detectors.base import FaceDetector
 
@@ -15,18 +16,53 @@ DEFAULT_CONFIDENCE: dict[str, float] = {
     "yunet": 0.80,
     "opencv-res10": 0.20,
     "blazeface": 0.45,
+    "retinaface": 0.5,
 }
 """Per-backend score thresholds when ``confidence`` is not set: the best face F1 on the ``train`` scenes,
 with box calibration on (``benchmarks/scene_table.py``, docs/detectors.md)."""
 
+AUTO_ORDER = ("retinaface", "yunet", "mtcnn")
+"""What ``type: auto`` picks: the first backend whose weights are installed."""
+
+DEFAULT_MASKED_CONFIDENCE: dict[str, float] = {"retinaface": 0.60}
+"""Per-backend thresholds for faces the classifier calls masked, when ``masked_confidence`` is not set:
+the highest at which masked-face recall reaches bare-face recall on the ``train`` scenes
+(``benchmarks/scene_table.py``). Backends missing here use ``confidence`` alone: for YuNet and MTCNN
+that parity cost 15+ points of precision on train, so it is off."""
+
+
+def face_threshold(settings: DetectorSettings) -> FaceThreshold:
+    """The score rules that decide which detections are faces (settings, else the backend's tuned defaults)."""
+    kind = resolve_detector_type(settings)
+    conf = settings.confidence if settings.confidence is not None else DEFAULT_CONFIDENCE[kind]
+    masked = settings.masked_confidence
+    if masked is None and settings.confidence is None:
+        masked = DEFAULT_MASKED_CONFIDENCE.get(kind)
+    return FaceThreshold(conf, masked)
+
+
+def build_analyzer(detector: DetectorSettings, classifier: ClassifierSettings) -> FaceAnalyzer:
+    """Detector (run at the threshold's floor) + classifier + the threshold: what the worker and ``detect`` use."""
+    threshold = face_threshold(detector)
+    return FaceAnalyzer(
+        build_detector(detector, confidence=threshold.floor),
+        build_classifier(classifier),
+        classifier.margin,
+        threshold,
+    )
+
 
 def resolve_detector_type(settings: DetectorSettings) -> str:
-    """The backend ``settings.type`` means: ``auto`` is YuNet when its verified weights are present, else MTCNN."""
+    """The backend ``settings.type`` means. ``auto``: the best installed one by end-to-end mAP on the
+    held-out scenes (docs/detectors.md): RetinaFace (the ``retinaface`` wheel), else YuNet (verified
+    weights in ``weights_dir``), else MTCNN (a runtime dependency)."""
     if settings.type != "auto":
         return settings.type
     from models.detectors.weights import weights_ready
 
-    return "yunet" if weights_ready("yunet", settings.weights_dir) else "mtcnn"
+    return next(
+        (kind for kind in AUTO_ORDER if weights_ready(kind, settings.weights_dir)), AUTO_ORDER[-1]
+    )
 
 
 def build_detector(settings: DetectorSettings, confidence: float | None = None) -> FaceDetector:
@@ -54,6 +90,12 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
         from models.detectors.blazeface import BlazeFaceDetector
 
         detector = BlazeFaceDetector(settings.blazeface_variant, conf, min(settings.nms_iou, 0.3))
+    elif kind == "retinaface":
+        from models.detectors.retinaface import RetinaFaceDetector
+
+        detector = RetinaFaceDetector(
+            conf, settings.nms_iou, settings.max_side, settings.retinaface_upscale_to
+        )
     else:
         raise ValueError(f"unknown detector type {settings.type!r}")
     if settings.box_calibration:

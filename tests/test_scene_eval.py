@@ -53,6 +53,15 @@ def test_face_ap_recall_and_precision_match_the_hand_computation():
     assert m["face_recall_by_class"] == {"with_mask": 1.0, "without_mask": 0.0, "incorrect_mask": 0.0}
 
 
+def test_masked_threshold_keeps_lower_scoring_faces_classified_masked_at_the_operating_point():
+    m = compute_metrics(_hand_case(), threshold=0.75, masked_threshold=0.55).metrics
+    # extra: b's 0.6 duplicate (P(with_mask) 0.5) is kept and is an FP; a's 0.7 face is bare, still dropped
+    assert m["face_recall"] == pytest.approx(2 / 4) and m["face_precision"] == pytest.approx(2 / 4)
+    assert m["masked_threshold"] == 0.55 and m["face_ap"] == pytest.approx(0.6875)  # AP ranks raw scores
+    m = compute_metrics(_hand_case(), threshold=0.75, masked_threshold=0.65).metrics
+    assert m["face_precision"] == pytest.approx(2 / 3)
+
+
 def test_per_class_ap_and_map_use_top_class_and_detector_times_class_score():
     m = compute_metrics(_hand_case(), threshold=0.75).metrics
     # with_mask: .855 TP, .72 TP, .30 FP (duplicate) -> 1.0

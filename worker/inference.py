@@ -9,9 +9,7 @@ import cv2
 import numpy as np
 
 from maskwatch.contracts import FrameMessage, ResultMessage
-from models.classifier import MaskClassifier
-from models.crops import crop_faces
-from models.detectors.base import FaceDetector
+from models.analysis import FaceAnalyzer
 from worker import metrics
 
 
@@ -27,11 +25,11 @@ class Rejected:
 class BatchInference:
     """Frames in, results out: one detector call and one classifier call per batch."""
 
-    def __init__(self, detector: FaceDetector, classifier: MaskClassifier, margin: float, worker_name: str,
-                 include_image: bool = True) -> None:
-        self.detector, self.classifier, self.margin = detector, classifier, margin
+    def __init__(self, analyzer: FaceAnalyzer, worker_name: str, include_image: bool = True) -> None:
+        self.analyzer = analyzer
         self.worker_name, self.include_image = worker_name, include_image
-        self.models = {"detector": detector.name, "classifier": classifier.name}
+        self.models = analyzer.models
+        self.placeholder = bool(getattr(analyzer.classifier, "placeholder", False))
 
     def process(self, frames: list[FrameMessage]) -> tuple[list[ResultMessage], list[Rejected]]:
         """Results for the decodable frames (in input order) and the frames that failed to decode."""
@@ -44,30 +42,32 @@ class BatchInference:
             else:
                 images.append(image)
                 good.append(f)
-        t1 = time.perf_counter()
-        detections = self.detector.detect(images) if images else []
-        t2 = time.perf_counter()
-        crops: list[np.ndarray] = []
-        for image, det in zip(images, detections, strict=True):
-            crops += crop_faces(image, det.boxes, self.margin)
-        probs = self.classifier.predict(crops) if crops else np.zeros((0, len(self.classifier.classes)), np.float32)
-        t3 = time.perf_counter()
-        metrics.INFERENCE_SECONDS.labels("decode").observe(t1 - t0)
-        metrics.INFERENCE_SECONDS.labels("detect").observe(t2 - t1)
-        metrics.INFERENCE_SECONDS.labels("classify").observe(t3 - t2)
+        metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
+        analyzed = self.analyzer(images)
+        if analyzed:
+            metrics.INFERENCE_SECONDS.labels("detect").observe(self.analyzer.seconds["detect"])
+            metrics.INFERENCE_SECONDS.labels("classify").observe(self.analyzer.seconds["classify"])
         now = time.time()
-        results, start = [], 0
-        for f, det in zip(good, detections, strict=True):
-            n = len(det)
-            results.append(
-                ResultMessage(
-                    camera=f.camera, seq=f.seq, capture_ts=f.capture_ts, width=f.width, height=f.height,
-                    processed_ts=now, boxes=det.boxes, scores=det.scores, probs=probs[start:start + n],
-                    classes=self.classifier.classes, models=self.models, placeholder=self.classifier.placeholder,
-                    worker=self.worker_name, image=f.image if self.include_image else None, encoding=f.encoding,
-                )
+        results = [
+            ResultMessage(
+                camera=f.camera,
+                seq=f.seq,
+                capture_ts=f.capture_ts,
+                width=f.width,
+                height=f.height,
+                processed_ts=now,
+                boxes=a.detections.boxes,
+                scores=a.detections.scores,
+                probs=a.probs,
+                classes=self.analyzer.classes,
+                models=self.models,
+                placeholder=self.placeholder,
+                worker=self.worker_name,
+                image=f.image if self.include_image else None,
+                encoding=f.encoding,
             )
-            start += n
+            for f, a in zip(good, analyzed, strict=True)
+        ]
         return results, bad
 
 

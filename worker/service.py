@@ -47,7 +47,7 @@ class WorkerService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerService:
-        from models.factory import build_classifier, build_detector
+        from models.factory import build_analyzer
 
         _log_devices()
         cfg = settings.worker
@@ -55,11 +55,11 @@ class WorkerService:
         client = connect(settings, socket_timeout=max(30.0, cfg.max_wait_ms / 1000 + 10))
         keys = Keys(settings.key_prefix)
         consumer = StreamGroupConsumer(client, keys, "frames", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s)
-        detector = build_detector(settings.detector)
-        classifier = build_classifier(settings.classifier)
-        log.info("worker %s: detector %s, classifier %s%s", name, detector.name, classifier.name,
-                 " (PLACEHOLDER: no real mask classification)" if classifier.placeholder else "")
-        inference = BatchInference(detector, classifier, settings.classifier.margin, name, cfg.include_image)
+        analyzer = build_analyzer(settings.detector, settings.classifier)
+        log.info("worker %s: detector %s (score >= %s), classifier %s%s", name, analyzer.detector.name,
+                 analyzer.threshold, analyzer.classifier.name,
+                 " (PLACEHOLDER: no real mask classification)" if analyzer.classifier.placeholder else "")
+        inference = BatchInference(analyzer, name, cfg.include_image)
         hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
         return cls(client, keys, consumer, inference, hb, cfg)
 

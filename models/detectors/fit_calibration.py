@@ -28,7 +28,7 @@ FIT_FLOOR = 0.3
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("backend", choices=["yunet", "mtcnn", "opencv-res10", "blazeface"])
+    ap.add_argument("backend", choices=["yunet", "mtcnn", "opencv-res10", "blazeface", "retinaface"])
     ap.add_argument("--scenes", type=Path, default=Path("../shared/data/scenes"))
     ap.add_argument("--weights-dir", type=Path, default=Path("../shared/weights"))
     ap.add_argument("--ridge", type=float, default=1.0)

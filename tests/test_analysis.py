@@ -1,0 +1,82 @@
+"""FaceThreshold (masked faces kept from a lower detector score) and FaceAnalyzer on small stubs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskwatch.settings import DetectorSettings
+from models.analysis import FaceAnalyzer, FaceThreshold
+from models.detections import Detections
+from models.factory import DEFAULT_CONFIDENCE, DEFAULT_MASKED_CONFIDENCE, face_threshold
+from models.labels import CLASSES
+
+MASKED, BARE, INCORRECT = [0.9, 0.05, 0.05], [0.1, 0.85, 0.05], [0.3, 0.2, 0.5]
+
+
+def test_masked_faces_are_kept_from_the_lower_score_and_others_are_not():
+    rule = FaceThreshold(confidence=0.9, masked_confidence=0.6)
+    scores = np.array([0.95, 0.7, 0.7, 0.7, 0.5], np.float32)
+    probs = np.array([BARE, MASKED, BARE, INCORRECT, MASKED], np.float32)
+    assert rule.keep(scores, probs, CLASSES).tolist() == [True, True, False, False, False]
+    assert rule.floor == 0.6 and str(rule) == "0.90 (masked faces 0.60)"
+
+
+@pytest.mark.parametrize("masked", [None, 0.9, 0.95])
+def test_without_a_lower_masked_threshold_one_score_rule_applies(masked):
+    rule = FaceThreshold(confidence=0.9, masked_confidence=masked)
+    scores = np.array([0.95, 0.7], np.float32)
+    probs = np.array([BARE, MASKED], np.float32)
+    assert rule.keep(scores, probs, CLASSES).tolist() == [True, False]
+    assert rule.floor == min(0.9, masked or 0.9) and str(rule) == "0.90"
+
+
+def test_settings_defaults_come_per_backend_and_an_explicit_confidence_turns_the_tuned_pair_off():
+    rule = face_threshold(DetectorSettings(type="retinaface"))
+    assert rule == FaceThreshold(DEFAULT_CONFIDENCE["retinaface"], DEFAULT_MASKED_CONFIDENCE["retinaface"])
+    assert face_threshold(DetectorSettings(type="mtcnn")) == FaceThreshold(DEFAULT_CONFIDENCE["mtcnn"], None)
+    assert face_threshold(DetectorSettings(type="retinaface", confidence=0.5)) == FaceThreshold(0.5, None)
+    both = DetectorSettings(type="retinaface", confidence=0.9, masked_confidence=0.4)
+    assert face_threshold(both) == FaceThreshold(0.9, 0.4)
+
+
+class _StubDetector:
+    """Two faces per frame at fixed boxes and scores."""
+
+    name = "stub-detector"
+
+    def detect(self, frames):
+        return [
+            Detections(
+                np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0.95, 0.7], np.float32)
+            )
+            for _ in frames
+        ]
+
+
+class _StubClassifier:
+    """Calls every face masked; counts its calls and crops."""
+
+    name, classes, placeholder = "stub-classifier", CLASSES, False
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, crops):
+        self.calls.append(len(crops))
+        return np.tile(np.array(MASKED, np.float32), (len(crops), 1))
+
+
+def test_analyzer_runs_one_classifier_call_per_batch_and_applies_the_threshold():
+    classifier = _StubClassifier()
+    frames = [np.zeros((40, 40, 3), np.uint8)] * 3
+    strict = FaceAnalyzer(_StubDetector(), classifier, 0.1, FaceThreshold(0.9))
+    out = strict(frames)
+    assert classifier.calls == [6] and [len(a.detections) for a in out] == [1, 1, 1]
+    assert all(a.probs.shape == (1, 3) for a in out)
+    lenient = FaceAnalyzer(_StubDetector(), classifier, 0.1, FaceThreshold(0.9, 0.6))
+    assert [len(a.detections) for a in lenient(frames)] == [2, 2, 2]
+    everything = FaceAnalyzer(_StubDetector(), classifier, 0.1)
+    assert [len(a.detections) for a in everything(frames)] == [2, 2, 2]
+    assert everything([]) == [] and set(everything.seconds) == {"detect", "classify"}
+    assert everything.models == {"detector": "stub-detector", "classifier": "stub-classifier"}
