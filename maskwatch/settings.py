@@ -181,6 +181,12 @@ class ClassifierSettings(_Strict):
     type: Literal["keras", "placeholder"] = Field("keras", description="Mask classifier backend")
     path: Path | None = Field(None, description="A .keras model file; default: the model shipped in models/")
     margin: float = Field(0.15, ge=0.0, le=1.0, description="Box margin added around each face before cropping")
+    runtime: Literal["auto", "tflite", "tensorflow"] = Field(
+        "auto",
+        description="keras: tflite (XNNPACK, fastest on CPU), tensorflow (GPU when visible); auto: tensorflow "
+        "with a GPU, else tflite",
+    )
+    threads: int | None = Field(None, ge=1, le=256, description="tflite: CPU threads; default: all cores")
 
 
 class ViolationSettings(_Strict):

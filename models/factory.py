@@ -117,5 +117,5 @@ def build_classifier(settings: ClassifierSettings) -> MaskClassifier:
     if settings.type == "keras":
         from models.keras_classifier import KerasMaskClassifier
 
-        return KerasMaskClassifier.load(settings.path)
+        return KerasMaskClassifier.load(settings.path, runtime=settings.runtime, threads=settings.threads)
     raise ValueError(f"unknown classifier type {settings.type!r}")

@@ -92,3 +92,18 @@ def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="mask classifier model not found"):
         KerasMaskClassifier.load(tmp_path / "nope.keras")
+
+
+def test_tflite_and_tensorflow_runtimes_agree_on_real_scene_faces(classifier) -> None:
+    from models.keras_classifier import KerasMaskClassifier
+
+    assert classifier.runtime == "tflite"  # auto on a machine where TensorFlow sees no GPU
+    data = load_scene_crops(shared_path("data", "scenes"), only=load_split("scenes")["test"][:30])
+    reference = KerasMaskClassifier(classifier.model, runtime="tensorflow")
+    assert reference.runtime == "tensorflow"
+    batch = data.crops[:17]
+    np.testing.assert_allclose(classifier.predict(batch), reference.predict(batch), atol=1e-4)
+    # the interpreter is resized per call: a smaller batch after a bigger one still matches
+    np.testing.assert_allclose(classifier.predict(batch[:3]), reference.predict(batch[:3]), atol=1e-4)
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        KerasMaskClassifier(classifier.model, runtime="onnx")
