@@ -214,7 +214,7 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
     md = "".join(
         f"\n{part} ({rows[0][part]['images']} images, {rows[0][part]['faces']} faces)\n\n{markdown(rows, part)}"
-        for part in ("test", "all")
+        for part in ("test", "val", "all")
     )
     args.out.with_suffix(".md").write_text(f"classifier: {classifier.name}\n{md}")
     print(md)

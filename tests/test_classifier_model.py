@@ -107,3 +107,19 @@ def test_tflite_and_tensorflow_runtimes_agree_on_real_scene_faces(classifier) ->
     np.testing.assert_allclose(classifier.predict(batch[:3]), reference.predict(batch[:3]), atol=1e-4)
     with pytest.raises(ValueError, match="runtime must be one of"):
         KerasMaskClassifier(classifier.model, runtime="onnx")
+
+
+def test_auto_runtime_is_tensorflow_when_tensorflow_sees_a_gpu(classifier, monkeypatch) -> None:
+    import tensorflow as tf
+
+    from models.keras_classifier import KerasMaskClassifier
+
+    real = tf.config.list_physical_devices
+    # no GPU can exist here: pretend TensorFlow lists one, so `auto` keeps the GPU-capable runtime
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else real(kind),
+    )
+    assert KerasMaskClassifier(classifier.model).runtime == "tensorflow"
+    assert KerasMaskClassifier(classifier.model, runtime="tflite").runtime == "tflite"

@@ -49,6 +49,24 @@ def _best_epoch(history: list[dict]) -> tuple[int, float]:
     return int(best["epoch"]) + 1, float(best["val_loss"])
 
 
+def throughput_section(tp: dict) -> list[str]:
+    """The card's throughput table from benchmarks/classifier_throughput.py's JSON (one row per runtime and batch)."""
+    lines = [
+        "## Throughput",
+        "",
+        f"{tp['method']}; {tp['crops']}; {tp['cpu_count']} CPUs ({tp['cpu']}), {tp['date']}.",
+        "",
+        "| runtime | batch | crops/s | ms/batch | crops/s network only | crops/s with model.predict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in tp["results"]:
+        lines.append(
+            f"| {r.get('runtime', 'tensorflow')} | {r['batch']} | {r['crops_per_s']} | {r['ms_per_batch']} "
+            f"| {r['crops_per_s_network_only']} | {r.get('crops_per_s_model_predict', '-')} |"
+        )
+    return lines
+
+
 def build_card(
     final: Path, model: Path, experiments: dict[str, Path], throughput: Path | None
 ) -> tuple[str, dict]:
@@ -146,20 +164,7 @@ def build_card(
             lines += [_row(k, m) for k, m in e["metrics"].items()]
             lines.append("")
     if tp:
-        lines += [
-            "## Throughput",
-            "",
-            f"{tp['method']}; {tp['crops']}; {tp['cpu_count']} CPUs ({tp['cpu']}), {tp['date']}.",
-            "",
-        ]
-        lines += [
-            "| batch | crops/s | ms/batch | crops/s network only | crops/s with model.predict |",
-            "|---|---|---|---|---|",
-        ]
-        for r in tp["results"]:
-            lines.append(
-                f"| {r['batch']} | {r['crops_per_s']} | {r['ms_per_batch']} | {r['crops_per_s_network_only']} | {r['crops_per_s_model_predict']} |"
-            )
+        lines += throughput_section(tp)
     doc = {
         "model": f"models/{model.name}",
         "sha256": digest,
