@@ -148,7 +148,7 @@ class DetectorSettings(_Strict):
         ge=0.0,
         le=1.0,
         description="Minimum detector score of a face the classifier calls with_mask (masked faces score lower); "
-        "default: the backend's value tuned on training scenes; set it equal to confidence to turn it off",
+        "default: the backend's value tuned on training scenes; ignored when not below confidence",
     )
     input_size: tuple[int, int] = Field((300, 300), description="Network input (width, height) of opencv-res10")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0)

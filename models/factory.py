@@ -36,7 +36,7 @@ def face_threshold(settings: DetectorSettings) -> FaceThreshold:
     kind = resolve_detector_type(settings)
     conf = settings.confidence if settings.confidence is not None else DEFAULT_CONFIDENCE[kind]
     masked = settings.masked_confidence
-    if masked is None and settings.confidence is None:
+    if masked is None:  # the tuned default; ignored when not below the confidence in use
         masked = DEFAULT_MASKED_CONFIDENCE.get(kind)
     return FaceThreshold(conf, masked)
 
@@ -60,9 +60,7 @@ def resolve_detector_type(settings: DetectorSettings) -> str:
         return settings.type
     from models.detectors.weights import weights_ready
 
-    return next(
-        (kind for kind in AUTO_ORDER if weights_ready(kind, settings.weights_dir)), AUTO_ORDER[-1]
-    )
+    return next((kind for kind in AUTO_ORDER if weights_ready(kind, settings.weights_dir)), AUTO_ORDER[-1])
 
 
 def build_detector(settings: DetectorSettings, confidence: float | None = None) -> FaceDetector:
@@ -106,7 +104,7 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
             detector = CalibratedDetector(detector, calibration)
     if settings.type == "auto":
         detector.name = f"{detector.name} (auto)"
-        log.info("detector type auto -> %s (threshold %.2f)", detector.name, conf)
+        log.info("detector type auto -> %s (run from score %.2f)", detector.name, conf)
     return detector
 
 

@@ -31,11 +31,14 @@ def test_without_a_lower_masked_threshold_one_score_rule_applies(masked):
     assert rule.floor == min(0.9, masked or 0.9) and str(rule) == "0.90"
 
 
-def test_settings_defaults_come_per_backend_and_an_explicit_confidence_turns_the_tuned_pair_off():
+def test_settings_defaults_come_per_backend_and_a_masked_default_above_the_confidence_does_nothing():
+    masked = DEFAULT_MASKED_CONFIDENCE["retinaface"]
     rule = face_threshold(DetectorSettings(type="retinaface"))
-    assert rule == FaceThreshold(DEFAULT_CONFIDENCE["retinaface"], DEFAULT_MASKED_CONFIDENCE["retinaface"])
+    assert rule == FaceThreshold(DEFAULT_CONFIDENCE["retinaface"], masked) and rule.floor == masked
     assert face_threshold(DetectorSettings(type="mtcnn")) == FaceThreshold(DEFAULT_CONFIDENCE["mtcnn"], None)
-    assert face_threshold(DetectorSettings(type="retinaface", confidence=0.5)) == FaceThreshold(0.5, None)
+    assert face_threshold(DetectorSettings(type="retinaface", confidence=0.8)) == FaceThreshold(0.8, masked)
+    low = face_threshold(DetectorSettings(type="retinaface", confidence=0.5))
+    assert low.floor == 0.5 and str(low) == "0.50"
     both = DetectorSettings(type="retinaface", confidence=0.9, masked_confidence=0.4)
     assert face_threshold(both) == FaceThreshold(0.9, 0.4)
 
