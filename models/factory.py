@@ -24,7 +24,7 @@ with box calibration on (``benchmarks/scene_table.py``, docs/detectors.md)."""
 AUTO_ORDER = ("retinaface", "yunet", "mtcnn")
 """What ``type: auto`` picks: the first backend whose weights are installed."""
 
-DEFAULT_MASKED_CONFIDENCE: dict[str, float] = {"retinaface": 0.66}
+DEFAULT_MASKED_CONFIDENCE: dict[str, float] = {"retinaface": 0.71}
 """Per-backend thresholds for faces the classifier calls masked, when ``masked_confidence`` is not set:
 the highest at which masked-face recall reaches bare-face recall on the ``train`` scenes
 (``benchmarks/scene_table.py``, the ``+masked`` rows). Backends missing here use ``confidence`` alone:
