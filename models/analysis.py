@@ -75,11 +75,8 @@ class FaceAnalyzer:
         threshold: FaceThreshold | None = None,
     ) -> None:
         self.detector, self.classifier, self.margin, self.threshold = detector, classifier, margin, threshold
+        self.classes: tuple[str, ...] = tuple(classifier.classes)
         self.seconds = {"detect": 0.0, "classify": 0.0}
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(self.classifier.classes)
 
     @property
     def models(self) -> dict[str, str]:

