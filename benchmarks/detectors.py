@@ -28,6 +28,7 @@ CONFIGS: dict[str, dict] = {
     "yunet+up1280+down400": {"type": "yunet", "upscale_to": 1280, "downscale_to": 400},
     "mtcnn": {"type": "mtcnn"},
     "retinaface": {"type": "retinaface"},
+    "retinaface+flip": {"type": "retinaface", "test_time_flip": True},
 }
 
 

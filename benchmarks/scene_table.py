@@ -49,6 +49,13 @@ SPECS: dict[str, dict] = {
     "retinaface+boxcal": {"type": "retinaface", "calibrate": True},
     "retinaface+up1024+boxcal": {"type": "retinaface", "retinaface_upscale_to": 1024, "calibrate": True},
     "retinaface+boxcal+masked": {"type": "retinaface", "calibrate": True, "masked": True},
+    "retinaface+boxcal+flip": {"type": "retinaface", "test_time_flip": True, "calibrate": True},
+    "retinaface+boxcal+flip+masked": {
+        "type": "retinaface",
+        "test_time_flip": True,
+        "calibrate": True,
+        "masked": True,
+    },
     "yunet+up1280+down400+boxcal+masked": {
         "type": "yunet",
         "upscale_to": 1280,
@@ -59,7 +66,8 @@ SPECS: dict[str, dict] = {
     "mtcnn": {"type": "mtcnn"},
     "mtcnn+boxcal": {"type": "mtcnn", "calibrate": True},
 }
-"""Detections are cached raw (``box_calibration=False``); ``calibrate`` applies the shipped calibration to them;
+"""Detections are cached raw (``box_calibration=False``); ``calibrate`` applies the shipped calibration to them
+(with ``test_time_flip`` inside the detector, to each view before the merge, as the worker does);
 ``masked`` adds a second, lower threshold for faces classified masked, tuned on train for masked/bare recall parity."""
 FLAGS = ("calibrate", "masked")
 
@@ -68,11 +76,14 @@ def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[
     """Raw detections per image at the evaluation floor, seconds per image and the detector name (cached)."""
     options = {k: v for k, v in SPECS[spec].items() if k not in FLAGS}
     raw_key = "_".join(f"{k}-{v}" for k, v in sorted(options.items()))
+    if options.get("test_time_flip") and SPECS[spec].get("calibrate"):
+        raw_key += "_calibrated"
     path = cache / f"det_{raw_key}.pkl"
     if path.exists():
         dets, seconds, name = pickle.loads(path.read_bytes())
     else:
-        settings = DetectorSettings(weights_dir=weights_dir, box_calibration=False, **options)
+        inner_calibration = bool(options.get("test_time_flip")) and bool(SPECS[spec].get("calibrate"))
+        settings = DetectorSettings(weights_dir=weights_dir, box_calibration=inner_calibration, **options)
         detector = build_detector(settings, confidence=EVAL_FLOOR[settings.type])
         dets, total = [], 0.0
         for k, s in enumerate(scenes):
@@ -84,7 +95,7 @@ def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[
                 print(f"  {spec}: {k}/{len(scenes)}", flush=True)
         seconds, name = total / len(scenes), detector.name
         path.write_bytes(pickle.dumps((dets, seconds, name)))
-    if SPECS[spec].get("calibrate"):
+    if SPECS[spec].get("calibrate") and not options.get("test_time_flip"):
         calibration = BoxCalibration.for_backend(options["type"])
         if calibration is None:
             raise SystemExit(

@@ -175,6 +175,11 @@ class DetectorSettings(_Strict):
     box_calibration: bool = Field(
         True, description="Map boxes to the labelled face-box convention (models/detectors/calibration/*.json)"
     )
+    test_time_flip: bool = Field(
+        False,
+        description="Also detect on the mirrored frame and merge (finds more turned and masked faces; "
+        "about twice the detector time)",
+    )
 
 
 class ClassifierSettings(_Strict):

@@ -102,6 +102,10 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
         calibration = BoxCalibration.for_backend(kind)
         if calibration is not None:
             detector = CalibratedDetector(detector, calibration)
+    if settings.test_time_flip:
+        from models.detectors.flip import FlipAugmentedDetector
+
+        detector = FlipAugmentedDetector(detector, settings.nms_iou)
     if settings.type == "auto":
         detector.name = f"{detector.name} (auto)"
         log.info("detector type auto -> %s (run from score %.2f)", detector.name, conf)

