@@ -69,3 +69,53 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     train(TrainConfig(epochs=2, resume=True, **common))  # type: ignore[arg-type]
     with open(tmp_path / "run" / "history.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+
+
+def test_tail_average_is_the_running_mean_of_the_epochs_from_its_start() -> None:
+    from models.training.train import _tail_average_callback
+
+    class Stub:
+        def __init__(self) -> None:
+            self.epoch = 0
+
+        def get_weights(self):
+            return [np.full((2, 2), float(self.epoch), np.float32), np.array([10.0 * self.epoch], np.float32)]
+
+    stub = Stub()
+    averager = _tail_average_callback(start_epoch=2)
+    averager.set_model(stub)
+    for epoch in range(5):
+        stub.epoch = epoch
+        averager.on_epoch_end(epoch)
+    assert averager.count == 3  # epochs 2, 3, 4
+    assert np.allclose(averager.mean[0], 3.0) and np.allclose(averager.mean[1], [30.0])
+
+
+@pytest.mark.shared
+def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_path: Path) -> None:
+    import keras
+
+    from models.training.train import train
+
+    cfg = TrainConfig(
+        shared_dir=shared_path(),
+        out_dir=tmp_path / "run",
+        input_size=32,
+        init="scratch",
+        epochs=3,
+        batch_size=16,
+        max_per_source=8,
+        patience=5,
+        average_from=0.34,
+    )
+    final = train(cfg)
+    selection = json.loads((tmp_path / "run" / "selection.json").read_text())
+    losses = selection["val_loss"]
+    assert selection["averaged_epochs"] == 2
+    assert selection["chosen"] == min(losses, key=losses.get)
+    best = keras.models.load_model(tmp_path / "run" / "checkpoints" / "best.keras", compile=False)
+    same_as_best = all(
+        np.array_equal(a, b)
+        for a, b in zip(keras.models.load_model(final).get_weights(), best.get_weights(), strict=True)
+    )
+    assert same_as_best == (selection["chosen"] == "best_checkpoint")

@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction, evaluate_sub: argparse._SubParsers
     p.add_argument("--max-per-source", type=int, default=None, help="Tiny subset for smoke tests")
     p.add_argument("--max-minutes", type=float, default=55.0, help="Wall-clock budget for the epochs")
     p.add_argument("--cache-dir", type=Path, default=None, help="Cache decoded crops here between runs")
+    p.add_argument(
+        "--average-from",
+        type=float,
+        default=None,
+        help="Average the weights of the epochs after this fraction of --epochs (e.g. 0.5) and keep the "
+        "average when its validation loss beats the best checkpoint",
+    )
     p.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoints/last.keras")
     p.add_argument("--no-eval", action="store_true", help="Skip the held-out evaluation after training")
     p.add_argument(
@@ -104,6 +111,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         cache_dir=args.cache_dir,
         resume=args.resume,
+        average_from=args.average_from,
     )
     try:
         train_and_report(cfg, evaluate=not args.no_eval)

@@ -58,6 +58,9 @@ class TrainConfig:
     """Stop after the epoch that would otherwise run past this budget."""
     cache_dir: Path | None = None
     resume: bool = False
+    average_from: float | None = None
+    """Also average the weights of every epoch after this fraction of the planned epochs (SWA over
+    the cosine tail); the average replaces the best checkpoint when its validation loss is lower."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def as_dict(self) -> dict:
@@ -207,6 +210,58 @@ def _time_budget_callback(max_minutes: float):
     return TimeBudget()
 
 
+def _tail_average_callback(start_epoch: int):
+    import keras
+
+    class TailAverage(keras.callbacks.Callback):
+        """Running mean of the weights at the end of every epoch from ``start_epoch`` (0-based) on.
+
+        BatchNorm statistics are frozen when fine-tuning, so the averaged weights need no
+        statistics pass.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.mean: list[np.ndarray] | None = None
+            self.count = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch < start_epoch:
+                return
+            weights = self.model.get_weights()
+            self.count += 1
+            if self.mean is None:
+                self.mean = [w.astype(np.float64) for w in weights]
+            else:
+                for m, w in zip(self.mean, weights, strict=True):
+                    m += (w - m) / self.count
+
+    return TailAverage()
+
+
+def _choose_average(cfg: TrainConfig, best_path: Path, averager, x_va, y_va, out: Path):
+    """Load the best checkpoint, or the tail average when it has the lower validation loss; records why."""
+    import keras
+
+    best = keras.models.load_model(best_path, compile=False)
+    if averager is None or averager.mean is None:
+        return best
+
+    def val_loss(model) -> float:
+        p = np.clip(model.predict(x_va.astype(np.float32), batch_size=128, verbose=0), 1e-7, 1.0)
+        return float(-np.log(p[np.arange(len(y_va)), y_va]).mean())
+
+    averaged = keras.models.clone_model(best)
+    averaged.set_weights([m.astype(w.dtype) for m, w in zip(averager.mean, best.get_weights(), strict=True)])
+    losses = {"best_checkpoint": val_loss(best), "tail_average": val_loss(averaged)}
+    chosen = min(losses, key=losses.get)
+    (out / "selection.json").write_text(
+        json.dumps({"val_loss": losses, "averaged_epochs": averager.count, "chosen": chosen}, indent=1)
+    )
+    log.info("validation loss %s: keeping the %s", losses, chosen)
+    return averaged if chosen == "tail_average" else best
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run one training; returns the path of the best model saved without optimizer state."""
     import keras
@@ -273,6 +328,14 @@ def train(cfg: TrainConfig) -> Path:
         keras.callbacks.CSVLogger(str(history_csv), append=initial_epoch > 0),
         _time_budget_callback(cfg.max_minutes),
     ]
+    averager = None
+    if cfg.average_from is not None:
+        if cfg.resume:
+            raise ValueError(
+                "--average-from cannot be combined with --resume (the running average is not checkpointed)"
+            )
+        averager = _tail_average_callback(int(cfg.average_from * cfg.epochs))
+        callbacks.append(averager)
     t0 = time.perf_counter()
     model.fit(
         batches,
@@ -284,7 +347,7 @@ def train(cfg: TrainConfig) -> Path:
         verbose=1,
     )
     log.info("training took %.1f min", (time.perf_counter() - t0) / 60)
-    best = keras.models.load_model(best_path, compile=False)
+    best = _choose_average(cfg, best_path, averager, x_va, y_va, out)
     final_path = out / "mask_classifier.keras"
     best.save(final_path)
     return final_path
