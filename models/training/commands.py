@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction, evaluate_sub: argparse._SubParsers
         help="Average the weights of the epochs after this fraction of --epochs (e.g. 0.5) and keep the "
         "average when its validation loss beats the best checkpoint",
     )
+    p.add_argument(
+        "--train-batchnorm",
+        action="store_true",
+        help="Let the pretrained BatchNorm layers adapt (statistics and scale); default: frozen",
+    )
     p.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoints/last.keras")
     p.add_argument("--no-eval", action="store_true", help="Skip the held-out evaluation after training")
     p.add_argument(
@@ -112,6 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         resume=args.resume,
         average_from=args.average_from,
+        freeze_batchnorm=not args.train_batchnorm,
     )
     try:
         train_and_report(cfg, evaluate=not args.no_eval)

@@ -217,7 +217,8 @@ def _tail_average_callback(start_epoch: int):
         """Running mean of the weights at the end of every epoch from ``start_epoch`` (0-based) on.
 
         BatchNorm statistics are frozen when fine-tuning, so the averaged weights need no
-        statistics pass.
+        statistics pass; where BatchNorm trains (from scratch, ``--train-batchnorm``) its moving
+        statistics are averaged too, an approximation that the validation-loss comparison checks.
         """
 
         def __init__(self):
