@@ -24,7 +24,20 @@ def _read_run(run: Path) -> dict:
     )
     with open(run / "history.csv") as f:
         out["history"] = list(csv.DictReader(f))
+    selection = run / "selection.json"
+    out["selection"] = json.loads(selection.read_text()) if selection.is_file() else None
     return out
+
+
+def _selection_text(selection: dict | None) -> str:
+    """How the tail average (``--average-from``) fared against the best checkpoint, or ''."""
+    if not selection:
+        return ""
+    loss = selection["val_loss"]
+    return (
+        f"; weight average of the last {selection['averaged_epochs']} epochs: val loss {loss['tail_average']:.4f} "
+        f"vs best checkpoint {loss['best_checkpoint']:.4f}, kept the {selection['chosen'].replace('_', ' ')}"
+    )
 
 
 def _f(x, digits: int = 4) -> str:
@@ -120,7 +133,8 @@ def build_card(
         "## Training settings",
         "",
         f"- Epochs planned {cfg['epochs']}, run {len(run['history'])}, best (lowest validation loss) epoch {best_epoch} "
-        f"(val loss {best_val:.4f}); early stopping patience {cfg['patience']}; wall-clock budget {cfg['max_minutes']} min.",
+        f"(val loss {best_val:.4f}){_selection_text(run['selection'])}; early stopping patience {cfg['patience']}; "
+        f"wall-clock budget {cfg['max_minutes']} min.",
         f"- Adam, learning rate {cfg['learning_rate']} with {cfg['warmup_epochs']} epoch linear warm-up then cosine decay; "
         f"batch {cfg['batch_size']}; BatchNorm statistics {'frozen (pretrained)' if cfg['freeze_batchnorm'] and cfg['init'] == 'imagenet' else 'trained'}; "
         f"class-weight power {cfg['class_weight_power']} (weights {[round(w, 3) for w in cfg['class_weights']]}); seed {cfg['seed']}.",
@@ -157,7 +171,7 @@ def build_card(
                 f"### {name}",
                 "",
                 f"init {c['init']}, input {c['input_size']}, sources {', '.join(c['sources'])}, epochs {len(e['history'])}/{c['epochs']}, "
-                f"best val loss {_best_epoch(e['history'])[1]:.4f}",
+                f"best val loss {_best_epoch(e['history'])[1]:.4f}{_selection_text(e['selection'])}",
                 "",
                 HEADER,
             ]
