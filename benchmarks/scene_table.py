@@ -49,6 +49,12 @@ SPECS: dict[str, dict] = {
     "retinaface+boxcal": {"type": "retinaface", "calibrate": True},
     "retinaface+up1024+boxcal": {"type": "retinaface", "retinaface_upscale_to": 1024, "calibrate": True},
     "retinaface+boxcal+masked": {"type": "retinaface", "calibrate": True, "masked": True},
+    "retinaface+up1024+boxcal+masked": {
+        "type": "retinaface",
+        "retinaface_upscale_to": 1024,
+        "calibrate": True,
+        "masked": True,
+    },
     "retinaface+boxcal+flip": {"type": "retinaface", "test_time_flip": True, "calibrate": True},
     "retinaface+boxcal+flip+masked": {
         "type": "retinaface",

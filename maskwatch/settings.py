@@ -169,7 +169,11 @@ class DetectorSettings(_Strict):
         1280, ge=64, le=7680, description="mtcnn, retinaface: downscale larger frames to this long side first (speed); None: off"
     )
     retinaface_upscale_to: int | None = Field(
-        None, ge=64, le=7680, description="retinaface: upscale frames whose long side is shorter to this size (small faces); None: off"
+        1024,
+        ge=64,
+        le=7680,
+        description="retinaface: upscale frames whose long side is shorter to this size (faces under its 16 px "
+        "anchors); None: off",
     )
     blazeface_variant: Literal["back", "full", "short", "front"] = Field("back", description="blazeface model")
     box_calibration: bool = Field(

