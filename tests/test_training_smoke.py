@@ -119,3 +119,14 @@ def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_p
         for a, b in zip(keras.models.load_model(final).get_weights(), best.get_weights(), strict=True)
     )
     assert same_as_best == (selection["chosen"] == "best_checkpoint")
+
+
+@pytest.mark.parametrize(
+    "bad", [{"average_from": 1.0}, {"average_from": -0.1}, {"average_from": 0.5, "resume": True}]
+)
+def test_tail_average_settings_are_checked_before_any_work(tmp_path: Path, bad: dict) -> None:
+    from models.training.train import train
+
+    with pytest.raises(ValueError, match="--average-from"):
+        train(TrainConfig(shared_dir=tmp_path / "no-such-shared", out_dir=tmp_path / "run", **bad))
+    assert not (tmp_path / "run").exists()

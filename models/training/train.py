@@ -240,7 +240,7 @@ def _tail_average_callback(start_epoch: int):
     return TailAverage()
 
 
-def _choose_average(cfg: TrainConfig, best_path: Path, averager, x_va, y_va, out: Path):
+def _choose_average(best_path: Path, averager, x_va: np.ndarray, y_va: np.ndarray, out: Path):
     """Load the best checkpoint, or the tail average when it has the lower validation loss; records why."""
     import keras
 
@@ -266,6 +266,14 @@ def _choose_average(cfg: TrainConfig, best_path: Path, averager, x_va, y_va, out
 def train(cfg: TrainConfig) -> Path:
     """Run one training; returns the path of the best model saved without optimizer state."""
     import keras
+
+    if cfg.average_from is not None:
+        if not 0.0 <= cfg.average_from < 1.0:
+            raise ValueError(f"--average-from must be in [0, 1), not {cfg.average_from}")
+        if cfg.resume:
+            raise ValueError(
+                "--average-from cannot be combined with --resume (the running average is not checkpointed)"
+            )
 
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir)
@@ -331,10 +339,6 @@ def train(cfg: TrainConfig) -> Path:
     ]
     averager = None
     if cfg.average_from is not None:
-        if cfg.resume:
-            raise ValueError(
-                "--average-from cannot be combined with --resume (the running average is not checkpointed)"
-            )
         averager = _tail_average_callback(int(cfg.average_from * cfg.epochs))
         callbacks.append(averager)
     t0 = time.perf_counter()
@@ -348,7 +352,7 @@ def train(cfg: TrainConfig) -> Path:
         verbose=1,
     )
     log.info("training took %.1f min", (time.perf_counter() - t0) / 60)
-    best = _choose_average(cfg, best_path, averager, x_va, y_va, out)
+    best = _choose_average(best_path, averager, x_va, y_va, out)
     final_path = out / "mask_classifier.keras"
     best.save(final_path)
     return final_path
