@@ -81,15 +81,14 @@ FLAGS = ("calibrate", "masked")
 def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[Detections], float, str]:
     """Raw detections per image at the evaluation floor, seconds per image and the detector name (cached)."""
     options = {k: v for k, v in SPECS[spec].items() if k not in FLAGS}
-    raw_key = "_".join(f"{k}-{v}" for k, v in sorted(options.items()))
-    if options.get("test_time_flip") and SPECS[spec].get("calibrate"):
-        raw_key += "_calibrated"
+    calibrate = bool(SPECS[spec].get("calibrate"))
+    calibrated_inside = calibrate and bool(options.get("test_time_flip"))  # each view before the merge
+    raw_key = "_".join(f"{k}-{v}" for k, v in sorted(options.items())) + "_calibrated" * calibrated_inside
     path = cache / f"det_{raw_key}.pkl"
     if path.exists():
         dets, seconds, name = pickle.loads(path.read_bytes())
     else:
-        inner_calibration = bool(options.get("test_time_flip")) and bool(SPECS[spec].get("calibrate"))
-        settings = DetectorSettings(weights_dir=weights_dir, box_calibration=inner_calibration, **options)
+        settings = DetectorSettings(weights_dir=weights_dir, box_calibration=calibrated_inside, **options)
         detector = build_detector(settings, confidence=EVAL_FLOOR[settings.type])
         dets, total = [], 0.0
         for k, s in enumerate(scenes):
@@ -101,7 +100,7 @@ def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[
                 print(f"  {spec}: {k}/{len(scenes)}", flush=True)
         seconds, name = total / len(scenes), detector.name
         path.write_bytes(pickle.dumps((dets, seconds, name)))
-    if SPECS[spec].get("calibrate") and not options.get("test_time_flip"):
+    if calibrate and not calibrated_inside:
         calibration = BoxCalibration.for_backend(options["type"])
         if calibration is None:
             raise SystemExit(

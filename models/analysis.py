@@ -82,6 +82,11 @@ class FaceAnalyzer:
     def models(self) -> dict[str, str]:
         return {"detector": self.detector.name, "classifier": self.classifier.name}
 
+    @property
+    def placeholder(self) -> bool:
+        """True when the classifier is the placeholder (no real mask classification)."""
+        return bool(self.classifier.placeholder)
+
     def __call__(self, frames: Sequence[np.ndarray]) -> list[AnalyzedFrame]:
         """Faces of each BGR frame; without a threshold every detection the detector returned is kept."""
         if not frames:

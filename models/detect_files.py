@@ -99,7 +99,7 @@ def annotate_image(path: Path, out_dir: Path, annotate: FrameAnnotator) -> dict[
         "height": frame.shape[0],
         "faces": faces,
         "models": annotate.models,
-        "placeholder_classifier": bool(getattr(annotate.analyzer.classifier, "placeholder", False)),
+        "placeholder_classifier": annotate.analyzer.placeholder,
     }
     (out_dir / f"{path.stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc

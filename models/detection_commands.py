@@ -88,12 +88,11 @@ def _fail(message: str) -> int:
 def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from models.analysis import FaceAnalyzer
     from models.detectors.base import WeightsError
     from models.evaluation.report import write_pr_curves, write_worst_misses
     from models.evaluation.scenes import compute_metrics, run_models
     from models.evaluation.voc import load_scenes
-    from models.factory import build_classifier, build_detector, face_threshold, resolve_detector_type
+    from models.factory import build_analyzer, face_threshold, resolve_detector_type
 
     settings = _settings(args)
     det_settings = _detector_settings(args, settings.detector)
@@ -111,11 +110,8 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     kind = resolve_detector_type(det_settings)
     rule = face_threshold(det_settings)
     try:
-        cls = _classifier_settings(args, settings)
-        analyzer = FaceAnalyzer(
-            build_detector(det_settings, confidence=min(rule.floor, EVAL_FLOOR[kind])),
-            build_classifier(cls),
-            cls.margin,
+        analyzer = build_analyzer(
+            det_settings, _classifier_settings(args, settings), evaluation_floor=EVAL_FLOOR[kind]
         )
     except (WeightsError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
@@ -124,7 +120,7 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     metrics = {
         "detector": analyzer.detector.name,
         "classifier": analyzer.classifier.name,
-        "classifier_placeholder": bool(getattr(analyzer.classifier, "placeholder", False)),
+        "classifier_placeholder": analyzer.placeholder,
         "split": args.split,
         "dir": str(args.dir),
         **report.metrics,

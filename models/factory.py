@@ -42,14 +42,21 @@ def face_threshold(settings: DetectorSettings) -> FaceThreshold:
     return FaceThreshold(conf, masked)
 
 
-def build_analyzer(detector: DetectorSettings, classifier: ClassifierSettings) -> FaceAnalyzer:
-    """Detector (run at the threshold's floor) + classifier + the threshold: what the worker and ``detect`` use."""
+def build_analyzer(
+    detector: DetectorSettings, classifier: ClassifierSettings, evaluation_floor: float | None = None
+) -> FaceAnalyzer:
+    """Detector (run at the threshold's floor) + classifier + the threshold: what the worker and ``detect`` use.
+
+    With ``evaluation_floor`` the detector runs down to that score too and every candidate is kept
+    (no threshold): scene evaluation applies the operating threshold itself, after AP.
+    """
     threshold = face_threshold(detector)
+    floor = threshold.floor if evaluation_floor is None else min(threshold.floor, evaluation_floor)
     return FaceAnalyzer(
-        build_detector(detector, confidence=threshold.floor),
+        build_detector(detector, confidence=floor),
         build_classifier(classifier),
         classifier.margin,
-        threshold,
+        threshold if evaluation_floor is None else None,
     )
 
 

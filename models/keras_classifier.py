@@ -133,14 +133,15 @@ def _tflite_runner(function, threads: int) -> Callable[[np.ndarray], np.ndarray]
     inp = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]
     lock = threading.Lock()
-    shape: list[tuple[int, ...]] = [()]
+    shape: tuple[int, ...] = ()
 
     def run(x: np.ndarray) -> np.ndarray:
+        nonlocal shape
         with lock:
-            if x.shape != shape[0]:
+            if x.shape != shape:
                 interpreter.resize_tensor_input(inp, x.shape)
                 interpreter.allocate_tensors()
-                shape[0] = x.shape
+                shape = x.shape
             interpreter.set_tensor(inp, np.ascontiguousarray(x))
             interpreter.invoke()
             return interpreter.get_tensor(out).copy()

@@ -29,7 +29,6 @@ class BatchInference:
         self.analyzer = analyzer
         self.worker_name, self.include_image = worker_name, include_image
         self.models = analyzer.models
-        self.placeholder = bool(getattr(analyzer.classifier, "placeholder", False))
 
     def process(self, frames: list[FrameMessage]) -> tuple[list[ResultMessage], list[Rejected]]:
         """Results for the decodable frames (in input order) and the frames that failed to decode."""
@@ -61,7 +60,7 @@ class BatchInference:
                 probs=a.probs,
                 classes=self.analyzer.classes,
                 models=self.models,
-                placeholder=self.placeholder,
+                placeholder=self.analyzer.placeholder,
                 worker=self.worker_name,
                 image=f.image if self.include_image else None,
                 encoding=f.encoding,

@@ -58,7 +58,7 @@ class WorkerService:
         analyzer = build_analyzer(settings.detector, settings.classifier)
         log.info("worker %s: detector %s (score >= %s), classifier %s%s", name, analyzer.detector.name,
                  analyzer.threshold, analyzer.classifier.name,
-                 " (PLACEHOLDER: no real mask classification)" if analyzer.classifier.placeholder else "")
+                 " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "")
         inference = BatchInference(analyzer, name, cfg.include_image)
         hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
         return cls(client, keys, consumer, inference, hb, cfg)

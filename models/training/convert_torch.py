@@ -8,13 +8,14 @@ int64 element count followed by the raw little-endian data.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import struct
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+
+from models.detectors.weights import sha256_of
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
@@ -105,14 +106,6 @@ def read_torch_legacy_state_dict(path: Path) -> dict[str, np.ndarray]:
             if st.data.size != count:
                 raise ValueError(f"{path}: truncated storage {key}")
     return {k: (v.materialize() if isinstance(v, _LazyTensor) else v) for k, v in obj.items()}
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_mobilenet_v2_checkpoint() -> Path | None:
