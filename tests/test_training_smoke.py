@@ -121,8 +121,45 @@ def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_p
     assert same_as_best == (selection["chosen"] == "best_checkpoint")
 
 
+@pytest.mark.shared
+def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path: Path) -> None:
+    import keras
+
+    from models.training.train import load_arrays, train
+
+    cfg = TrainConfig(
+        shared_dir=shared_path(),
+        out_dir=tmp_path / "run",
+        input_size=32,
+        init="scratch",
+        epochs=2,
+        batch_size=16,
+        max_per_source=8,
+        refit=True,
+    )
+    final = train(cfg)
+    config = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    n_train = sum(len(load_arrays(cfg, part, 40, canvas=True)[1]) for part in ("train", "val"))
+    assert config["refit"] is True and sum(config["train_counts"]) == n_train
+    assert not (tmp_path / "run" / "checkpoints" / "best.keras").exists()
+    with open(tmp_path / "run" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(r.get("val_loss", "NA") == "NA" for r in rows)
+    last = keras.models.load_model(tmp_path / "run" / "checkpoints" / "last.keras", compile=False)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(keras.models.load_model(final).get_weights(), last.get_weights(), strict=True)
+    )
+
+
 @pytest.mark.parametrize(
-    "bad", [{"average_from": 1.0}, {"average_from": -0.1}, {"average_from": 0.5, "resume": True}]
+    "bad",
+    [
+        {"average_from": 1.0},
+        {"average_from": -0.1},
+        {"average_from": 0.5, "resume": True},
+        {"average_from": 0.5, "refit": True},
+    ],
 )
 def test_tail_average_settings_are_checked_before_any_work(tmp_path: Path, bad: dict) -> None:
     from models.training.train import train
@@ -130,3 +167,17 @@ def test_tail_average_settings_are_checked_before_any_work(tmp_path: Path, bad: 
     with pytest.raises(ValueError, match="--average-from"):
         train(TrainConfig(shared_dir=tmp_path / "no-such-shared", out_dir=tmp_path / "run", **bad))
     assert not (tmp_path / "run").exists()
+
+
+def test_model_card_says_which_weights_a_run_kept() -> None:
+    from models.training.model_card import _kept_weights_text
+
+    history = [
+        {"epoch": "0", "val_loss": "0.30"},
+        {"epoch": "1", "val_loss": "0.20"},
+        {"epoch": "2", "val_loss": "0.25"},
+    ]
+    selected = {"config": {}, "history": history, "selection": None}
+    assert _kept_weights_text(selected) == "best (lowest validation loss) epoch 2 (val loss 0.2000)"
+    refit = {"config": {"refit": True}, "history": [{"epoch": "0", "val_loss": "NA"}], "selection": None}
+    assert "refit on train + val, last epoch" in _kept_weights_text(refit)

@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction, evaluate_sub: argparse._SubParsers
         action="store_true",
         help="Let the pretrained BatchNorm layers adapt (statistics and scale); default: frozen",
     )
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="Train on train+val with a recipe already chosen on validation; keep the last epoch's weights",
+    )
     p.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoints/last.keras")
     p.add_argument("--no-eval", action="store_true", help="Skip the held-out evaluation after training")
     p.add_argument(
@@ -118,6 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         average_from=args.average_from,
         freeze_batchnorm=not args.train_batchnorm,
+        refit=args.refit,
     )
     try:
         train_and_report(cfg, evaluate=not args.no_eval)

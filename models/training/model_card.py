@@ -62,6 +62,14 @@ def _best_epoch(history: list[dict]) -> tuple[int, float]:
     return int(best["epoch"]) + 1, float(best["val_loss"])
 
 
+def _kept_weights_text(run: dict) -> str:
+    """Which weights a run kept: the lowest validation loss (maybe averaged), or a refit's last epoch."""
+    if run["config"].get("refit"):
+        return "refit on train + val, last epoch's weights kept (no validation loss, no early stopping)"
+    epoch, loss = _best_epoch(run["history"])
+    return f"best (lowest validation loss) epoch {epoch} (val loss {loss:.4f}){_selection_text(run['selection'])}"
+
+
 def throughput_section(tp: dict) -> list[str]:
     """The card's throughput table from benchmarks/classifier_throughput.py's JSON (one row per runtime and batch)."""
     lines = [
@@ -88,7 +96,6 @@ def build_card(
     cfg, metrics = run["config"], run["metrics"]
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     size = model.stat().st_size
-    best_epoch, best_val = _best_epoch(run["history"])
     splits = {n: json.loads((SPLITS_DIR / f"{n}.json").read_text()) for n in ("crops", "scenes")}
     exps = {name: _read_run(p) for name, p in experiments.items()}
     tp = json.loads(throughput.read_text()) if throughput and throughput.is_file() else None
@@ -132,9 +139,9 @@ def build_card(
         "",
         "## Training settings",
         "",
-        f"- Epochs planned {cfg['epochs']}, run {len(run['history'])}, best (lowest validation loss) epoch {best_epoch} "
-        f"(val loss {best_val:.4f}){_selection_text(run['selection'])}; early stopping patience {cfg['patience']}; "
-        f"wall-clock budget {cfg['max_minutes']} min.",
+        f"- Epochs planned {cfg['epochs']}, run {len(run['history'])}, {_kept_weights_text(run)}; "
+        + ("" if cfg.get("refit") else f"early stopping patience {cfg['patience']}; ")
+        + f"wall-clock budget {cfg['max_minutes']} min.",
         f"- Adam, learning rate {cfg['learning_rate']} with {cfg['warmup_epochs']} epoch linear warm-up then cosine decay; "
         f"batch {cfg['batch_size']}; BatchNorm statistics {'frozen (pretrained)' if cfg['freeze_batchnorm'] and cfg['init'] == 'imagenet' else 'trained'}; "
         f"class-weight power {cfg['class_weight_power']} (weights {[round(w, 3) for w in cfg['class_weights']]}); seed {cfg['seed']}.",
@@ -171,7 +178,7 @@ def build_card(
                 f"### {name}",
                 "",
                 f"init {c['init']}, input {c['input_size']}, sources {', '.join(c['sources'])}, epochs {len(e['history'])}/{c['epochs']}, "
-                f"best val loss {_best_epoch(e['history'])[1]:.4f}{_selection_text(e['selection'])}",
+                + _kept_weights_text(e),
                 "",
                 HEADER,
             ]

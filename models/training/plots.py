@@ -116,7 +116,7 @@ def plot_training_curves(history_csv: Path, out_dir: Path) -> list[Path]:
     for metric in ("loss", "accuracy"):
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
-            if key in rows[0]:
+            if key in rows[0] and rows[0][key] != "NA":  # a refit has no validation: CSVLogger writes NA
                 ax.plot(epochs, [float(r[key]) for r in rows], "o-", label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)

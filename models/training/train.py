@@ -61,6 +61,9 @@ class TrainConfig:
     average_from: float | None = None
     """Also average the weights of every epoch after this fraction of the planned epochs (SWA over
     the cosine tail); the average replaces the best checkpoint when its validation loss is lower."""
+    refit: bool = False
+    """Train on ``train`` + ``val`` with a recipe already chosen on validation: the planned epochs
+    run to the end and the last weights are kept (no validation loss, no early stopping)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def as_dict(self) -> dict:
@@ -264,7 +267,8 @@ def _choose_average(best_path: Path, averager, x_va: np.ndarray, y_va: np.ndarra
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Run one training; returns the path of the best model saved without optimizer state."""
+    """Run one training; returns the path of the kept model (best, averaged or, for a refit, last),
+    saved without optimizer state."""
     import keras
 
     if cfg.average_from is not None:
@@ -274,18 +278,26 @@ def train(cfg: TrainConfig) -> Path:
             raise ValueError(
                 "--average-from cannot be combined with --resume (the running average is not checkpointed)"
             )
+        if cfg.refit:
+            raise ValueError("--average-from cannot be combined with --refit (there is no validation loss)")
 
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     canvas_side = round(cfg.input_size * CANVAS_RATIO)
     x_tr, y_tr, _ = load_arrays(cfg, "train", canvas_side, canvas=True)
-    x_va, y_va, _ = load_arrays(cfg, "val", cfg.input_size, canvas=False)
+    if cfg.refit:
+        x_more, y_more, _ = load_arrays(cfg, "val", canvas_side, canvas=True)
+        x_tr, y_tr = np.concatenate([x_tr, x_more]), np.concatenate([y_tr, y_more])
+        x_va, y_va = None, np.zeros(0, np.int64)
+    else:
+        x_va, y_va, _ = load_arrays(cfg, "val", cfg.input_size, canvas=False)
     counts = np.bincount(y_tr, minlength=len(CLASSES))
     class_w = (counts.max() / np.maximum(counts, 1)) ** cfg.class_weight_power
     class_w = np.where(counts > 0, class_w, 0.0)
     log.info(
-        "train %s, val %s, class weights %s",
+        "train%s %s, val %s, class weights %s",
+        "+val (refit)" if cfg.refit else "",
         counts.tolist(),
         np.bincount(y_va, minlength=3).tolist(),
         class_w.round(3).tolist(),
@@ -331,12 +343,17 @@ def train(cfg: TrainConfig) -> Path:
         initial_epoch,
     )
     callbacks = [
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True),
         keras.callbacks.ModelCheckpoint(last_path),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(history_csv), append=initial_epoch > 0),
         _time_budget_callback(cfg.max_minutes),
     ]
+    if not cfg.refit:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.patience, restore_best_weights=False
+            ),
+        ]
     averager = None
     if cfg.average_from is not None:
         averager = _tail_average_callback(int(cfg.average_from * cfg.epochs))
@@ -344,7 +361,7 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.perf_counter()
     model.fit(
         batches,
-        validation_data=(x_va.astype(np.float32), y_va),
+        validation_data=None if cfg.refit else (x_va.astype(np.float32), y_va),
         validation_batch_size=128,
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
@@ -352,7 +369,10 @@ def train(cfg: TrainConfig) -> Path:
         verbose=1,
     )
     log.info("training took %.1f min", (time.perf_counter() - t0) / 60)
-    best = _choose_average(best_path, averager, x_va, y_va, out)
+    if cfg.refit:
+        best = keras.models.load_model(last_path, compile=False)
+    else:
+        best = _choose_average(best_path, averager, x_va, y_va, out)
     final_path = out / "mask_classifier.keras"
     best.save(final_path)
     return final_path
