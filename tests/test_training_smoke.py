@@ -15,6 +15,19 @@ from tests.conftest import shared_path
 pytest.importorskip("matplotlib", reason="the 'train' extra (matplotlib) is not installed")
 
 
+def _tiny(tmp_path: Path, **overrides) -> TrainConfig:
+    """A seconds-long run: 32 px, from scratch, at most 8 crops per source and part."""
+    settings = dict(
+        shared_dir=shared_path(),
+        out_dir=tmp_path / "run",
+        input_size=32,
+        init="scratch",
+        batch_size=16,
+        max_per_source=8,
+    )
+    return TrainConfig(**(settings | overrides))  # type: ignore[arg-type]
+
+
 @pytest.mark.shared
 def test_tiny_training_run_end_to_end(tmp_path: Path) -> None:
     import keras
@@ -56,17 +69,8 @@ def test_tiny_training_run_end_to_end(tmp_path: Path) -> None:
 def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     from models.training.train import train
 
-    shared = shared_path()
-    common = dict(
-        shared_dir=shared,
-        out_dir=tmp_path / "run",
-        input_size=32,
-        init="scratch",
-        batch_size=16,
-        max_per_source=8,
-    )
-    train(TrainConfig(epochs=1, **common))  # type: ignore[arg-type]
-    train(TrainConfig(epochs=2, resume=True, **common))  # type: ignore[arg-type]
+    train(_tiny(tmp_path, epochs=1))
+    train(_tiny(tmp_path, epochs=2, resume=True))
     with open(tmp_path / "run" / "history.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
 
@@ -97,18 +101,7 @@ def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_p
 
     from models.training.train import train
 
-    cfg = TrainConfig(
-        shared_dir=shared_path(),
-        out_dir=tmp_path / "run",
-        input_size=32,
-        init="scratch",
-        epochs=3,
-        batch_size=16,
-        max_per_source=8,
-        patience=5,
-        average_from=0.34,
-    )
-    final = train(cfg)
+    final = train(_tiny(tmp_path, epochs=3, patience=5, average_from=0.34))
     selection = json.loads((tmp_path / "run" / "selection.json").read_text())
     losses = selection["val_loss"]
     assert selection["averaged_epochs"] == 2
@@ -127,16 +120,7 @@ def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path: Path) 
 
     from models.training.train import load_arrays, train
 
-    cfg = TrainConfig(
-        shared_dir=shared_path(),
-        out_dir=tmp_path / "run",
-        input_size=32,
-        init="scratch",
-        epochs=2,
-        batch_size=16,
-        max_per_source=8,
-        refit=True,
-    )
+    cfg = _tiny(tmp_path, epochs=2, refit=True)
     final = train(cfg)
     config = json.loads((tmp_path / "run" / "train_config.json").read_text())
     n_train = sum(len(load_arrays(cfg, part, 40, canvas=True)[1]) for part in ("train", "val"))
