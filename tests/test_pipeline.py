@@ -111,7 +111,9 @@ def test_publisher_publishes_to_stream_and_channel_and_skips_redelivered_results
 
 
 def test_stale_live_frames_are_skipped_but_old_file_frames_are_not(redis_url, weights_dir):
-    s = make_settings(redis_url, weights_dir, worker={"max_frame_age_s": 5})
+    s = make_settings(redis_url, weights_dir, worker={"max_frame_age_s": 20})
+    # built first: loading the models can take seconds on a busy machine, which would age the fresh frame
+    worker = WorkerService.from_settings(s)
     client = redis.Redis.from_url(redis_url)
     client.sadd(KEYS.cameras, "cam")
     jpeg = cv2.imencode(".jpg", np.zeros((120, 160, 3), np.uint8))[1].tobytes()
@@ -119,7 +121,6 @@ def test_stale_live_frames_are_skipped_but_old_file_frames_are_not(redis_url, we
     client.xadd(KEYS.frames("cam"), FrameMessage("cam", 0, old, 160, 120, jpeg, live=True).to_fields())
     client.xadd(KEYS.frames("cam"), FrameMessage("cam", 1, old, 160, 120, jpeg, live=False).to_fields())
     client.xadd(KEYS.frames("cam"), FrameMessage("cam", 2, time.time(), 160, 120, jpeg, live=True).to_fields())
-    worker = WorkerService.from_settings(s)
     with running(worker):
         wait_for(lambda: client.xlen(KEYS.frames("cam")) == 0, 30, what="all frames handled")
     seqs = [int(f[b"seq"]) for _, f in client.xrange(KEYS.results("cam"))]
