@@ -118,12 +118,13 @@ def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_p
 def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path: Path) -> None:
     import keras
 
-    from models.training.train import load_arrays, train
+    from models.training.train import CANVAS_RATIO, load_arrays, train
 
     cfg = _tiny(tmp_path, epochs=2, refit=True)
     final = train(cfg)
     config = json.loads((tmp_path / "run" / "train_config.json").read_text())
-    n_train = sum(len(load_arrays(cfg, part, 40, canvas=True)[1]) for part in ("train", "val"))
+    side = round(cfg.input_size * CANVAS_RATIO)
+    n_train = sum(len(load_arrays(cfg, part, side, canvas=True)[1]) for part in ("train", "val"))
     assert config["refit"] is True and sum(config["train_counts"]) == n_train
     assert not (tmp_path / "run" / "checkpoints" / "best.keras").exists()
     with open(tmp_path / "run" / "history.csv") as f:

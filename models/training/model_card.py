@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from models.detectors.weights import sha256_of
 from models.labels import CLASSES
 from models.training.splits import SPLITS_DIR
 
@@ -94,7 +94,7 @@ def build_card(
     """(markdown, metrics document) for the shipped model."""
     run = _read_run(final)
     cfg, metrics = run["config"], run["metrics"]
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    digest = sha256_of(model)
     size = model.stat().st_size
     splits = {n: json.loads((SPLITS_DIR / f"{n}.json").read_text()) for n in ("crops", "scenes")}
     exps = {name: _read_run(p) for name, p in experiments.items()}

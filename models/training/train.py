@@ -252,7 +252,7 @@ def _choose_average(best_path: Path, averager, x_va: np.ndarray, y_va: np.ndarra
         return best
 
     def val_loss(model) -> float:
-        p = np.clip(model.predict(x_va.astype(np.float32), batch_size=128, verbose=0), 1e-7, 1.0)
+        p = np.clip(model.predict(x_va, batch_size=128, verbose=0), 1e-7, 1.0)
         return float(-np.log(p[np.arange(len(y_va)), y_va]).mean())
 
     averaged = keras.models.clone_model(best)
@@ -286,20 +286,22 @@ def train(cfg: TrainConfig) -> Path:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     canvas_side = round(cfg.input_size * CANVAS_RATIO)
     x_tr, y_tr, _ = load_arrays(cfg, "train", canvas_side, canvas=True)
-    if cfg.refit:
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    if cfg.refit:  # val joins the training data: no validation at all
         x_more, y_more, _ = load_arrays(cfg, "val", canvas_side, canvas=True)
         x_tr, y_tr = np.concatenate([x_tr, x_more]), np.concatenate([y_tr, y_more])
-        x_va, y_va = None, np.zeros(0, np.int64)
     else:
         x_va, y_va, _ = load_arrays(cfg, "val", cfg.input_size, canvas=False)
+        validation = (x_va.astype(np.float32), y_va)
     counts = np.bincount(y_tr, minlength=len(CLASSES))
     class_w = (counts.max() / np.maximum(counts, 1)) ** cfg.class_weight_power
     class_w = np.where(counts > 0, class_w, 0.0)
     log.info(
-        "train%s %s, val %s, class weights %s",
-        "+val (refit)" if cfg.refit else "",
+        "train %s, val %s, class weights %s",
         counts.tolist(),
-        np.bincount(y_va, minlength=3).tolist(),
+        "none (refit on train + val)"
+        if validation is None
+        else np.bincount(validation[1], minlength=3).tolist(),
         class_w.round(3).tolist(),
     )
     (out / "train_config.json").write_text(
@@ -347,7 +349,7 @@ def train(cfg: TrainConfig) -> Path:
         keras.callbacks.CSVLogger(str(history_csv), append=initial_epoch > 0),
         _time_budget_callback(cfg.max_minutes),
     ]
-    if not cfg.refit:
+    if validation is not None:
         callbacks += [
             keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True),
             keras.callbacks.EarlyStopping(
@@ -361,7 +363,7 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.perf_counter()
     model.fit(
         batches,
-        validation_data=None if cfg.refit else (x_va.astype(np.float32), y_va),
+        validation_data=validation,
         validation_batch_size=128,
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
@@ -369,10 +371,10 @@ def train(cfg: TrainConfig) -> Path:
         verbose=1,
     )
     log.info("training took %.1f min", (time.perf_counter() - t0) / 60)
-    if cfg.refit:
+    if validation is None:
         best = keras.models.load_model(last_path, compile=False)
     else:
-        best = _choose_average(best_path, averager, x_va, y_va, out)
+        best = _choose_average(best_path, averager, *validation, out)
     final_path = out / "mask_classifier.keras"
     best.save(final_path)
     return final_path
