@@ -29,9 +29,9 @@ MODEL = ROOT / "models" / "mask_classifier.keras"
 
 def make_reference(path: Path, n: int = 128) -> None:
     """Preprocessed scene test crops and the CPU runtimes' probabilities for them."""
-    from models.keras_classifier import KerasMaskClassifier
-    from models.training.data import load_scene_crops
-    from models.training.splits import load_split
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.training.data import load_scene_crops
+    from maskwatch.models.training.splits import load_split
 
     shared = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared"))
     data = load_scene_crops(shared / "data" / "scenes", only=load_split("scenes")["test"][:40])

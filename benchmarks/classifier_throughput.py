@@ -26,8 +26,8 @@ def _crops(n: int) -> tuple[list[np.ndarray], str]:
     shared = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared"))
     scenes = shared / "data" / "scenes"
     if scenes.is_dir():
-        from models.training.data import load_scene_crops
-        from models.training.splits import load_split
+        from maskwatch.models.training.data import load_scene_crops
+        from maskwatch.models.training.splits import load_split
 
         data = load_scene_crops(scenes, only=load_split("scenes")["test"][:200])
         return [data.crops[i % len(data)] for i in range(n)], "scene test face boxes (margin 0.15)"
@@ -59,7 +59,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
 
     pool, kind = _crops(64)
     results = []

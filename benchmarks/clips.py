@@ -23,11 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maskwatch.contracts import ResultMessage  # noqa: E402
-from maskwatch.settings import load_settings  # noqa: E402
-from models.labels import CLASSES  # noqa: E402
-from publisher.clips import BufferedFrame, ClipJob, FaceMarks, encode_clip  # noqa: E402
-from publisher.violations import ViolationMonitor  # noqa: E402
+from maskwatch.config.settings import load_settings  # noqa: E402
+from maskwatch.core.contracts import ResultMessage  # noqa: E402
+from maskwatch.core.faces import Faces  # noqa: E402
+from maskwatch.core.labels import CLASSES  # noqa: E402
+from maskwatch.publisher.clips import BufferedFrame, ClipJob, FaceMarks, encode_clip  # noqa: E402
+from maskwatch.publisher.violations import ViolationMonitor  # noqa: E402
 
 
 def sampled(video: Path, count: int) -> tuple[list[bytes], int, int]:
@@ -74,8 +75,8 @@ def observe_cost(jpegs: list[bytes], w: int, h: int, workdir: Path) -> dict:
     times = []
     for i in range(300):
         box = np.array([[w * 0.4 + i, h * 0.1, w * 0.6 + i, h * 0.5]], np.float32)
-        r = ResultMessage("obs", i, 1000 + i / 5, w, h, 0.0, box, np.array([0.9], np.float32), probs, CLASSES,
-                          image=jpegs[i % len(jpegs)])  # fmt: skip
+        faces = Faces(box, np.array([0.9], np.float32), probs, CLASSES)
+        r = ResultMessage("obs", i, 1000 + i / 5, w, h, 0.0, faces, image=jpegs[i % len(jpegs)])
         t = time.perf_counter()
         monitor.observe(r, None)
         times.append(time.perf_counter() - t)

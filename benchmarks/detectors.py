@@ -76,8 +76,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import cv2
 
-    from maskwatch.settings import DetectorSettings
-    from models.factory import build_detector
+    from maskwatch.config.settings import DetectorSettings
+    from maskwatch.runtime.model_factory import build_detector
 
     cv2.setNumThreads(args.threads)
     videos = SHARED / "data" / "videos"

@@ -23,21 +23,27 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.service import IngestService  # noqa: E402
-from maskwatch.contracts import FrameMessage  # noqa: E402
-from maskwatch.keys import Keys  # noqa: E402
-from maskwatch.private_redis import RedisServer  # noqa: E402
-from maskwatch.settings import load_settings  # noqa: E402
-from publisher.service import PublisherService  # noqa: E402
-from worker.service import WorkerService  # noqa: E402
+from maskwatch.config.settings import load_settings  # noqa: E402
+from maskwatch.core.contracts import FrameMessage  # noqa: E402
+from maskwatch.core.keys import Keys  # noqa: E402
+from maskwatch.ingest.service import IngestService  # noqa: E402
+from maskwatch.publisher.service import PublisherService  # noqa: E402
+from maskwatch.runtime.private_redis import RedisServer  # noqa: E402
+from maskwatch.worker.service import WorkerService  # noqa: E402
 
 VIDEOS = ("corridor_cctv_masked_1080p.mp4", "street_crowd_720p.mp4", "bare_then_masked_720p.mp4")
 
 
 def settings_for(url: str, weights: Path, cameras: list[dict], **worker: object):
-    return load_settings(None, redis_url=url, cameras=cameras, detector={"weights_dir": str(weights)},
-                         ingest={"metrics_port": 0, "stream_max_len": 50}, publisher={"metrics_port": 0},
-                         worker={"metrics_port": 0, "discovery_interval_s": 0.5, **worker})
+    return load_settings(
+        None,
+        redis_url=url,
+        cameras=cameras,
+        detector={"weights_dir": str(weights)},
+        ingest={"metrics_port": 0, "stream_max_len": 50},
+        publisher={"metrics_port": 0},
+        worker={"metrics_port": 0, "discovery_interval_s": 0.5, **worker},
+    )
 
 
 def sample_frames(videos: Path, per_video: int) -> list[np.ndarray]:
@@ -74,15 +80,32 @@ def worker_throughput(url: str, weights: Path, videos: Path, batch: int, n_frame
         svc.step()
     elapsed = time.perf_counter() - t0
     frames, faces = svc.stats.frames - done0, svc.stats.faces - faces0
-    return {"batch": batch, "frames": frames, "seconds": round(elapsed, 3), "frames_per_s": round(frames / elapsed, 2),
-            "faces_per_s": round(faces / elapsed, 2), "models": svc.inference.models}
+    return {
+        "batch": batch,
+        "frames": frames,
+        "seconds": round(elapsed, 3),
+        "frames_per_s": round(frames / elapsed, 2),
+        "faces_per_s": round(faces / elapsed, 2),
+        "models": svc.inference.models,
+    }
 
 
 def end_to_end(url: str, weights: Path, videos: Path, n_cameras: int, seconds: float, fps: float) -> dict:
     client = redis.Redis.from_url(url)
     client.flushall()
-    cams = [{"id": f"cam{i}", "url": str(videos / VIDEOS[i % len(VIDEOS)]), "fps": fps, "kind": "live",
-             "drop_policy": "drop_oldest", "loop": True, "realtime": True, "max_width": 1280} for i in range(n_cameras)]
+    cams = [
+        {
+            "id": f"cam{i}",
+            "url": str(videos / VIDEOS[i % len(VIDEOS)]),
+            "fps": fps,
+            "kind": "live",
+            "drop_policy": "drop_oldest",
+            "loop": True,
+            "realtime": True,
+            "max_width": 1280,
+        }
+        for i in range(n_cameras)
+    ]
     s = settings_for(url, weights, cams, max_batch=16, max_wait_ms=30)
     latencies: list[float] = []
     lock = threading.Lock()
@@ -91,9 +114,16 @@ def end_to_end(url: str, weights: Path, videos: Path, n_cameras: int, seconds: f
         with lock:
             latencies.append(doc["published_ts"] - doc["capture_ts"])
 
-    services = [IngestService.from_settings(s), WorkerService.from_settings(s), PublisherService.from_settings(s, on_event)]
+    services = [
+        IngestService.from_settings(s),
+        WorkerService.from_settings(s),
+        PublisherService.from_settings(s, on_event),
+    ]
     stops = [threading.Event() for _ in services]
-    threads = [threading.Thread(target=svc.run, args=(st,), daemon=True) for svc, st in zip(services, stops, strict=True)]
+    threads = [
+        threading.Thread(target=svc.run, args=(st,), daemon=True)
+        for svc, st in zip(services, stops, strict=True)
+    ]
     for t in threads:
         t.start()
     time.sleep(5)  # warm-up: model load, first batches
@@ -110,11 +140,17 @@ def end_to_end(url: str, weights: Path, videos: Path, n_cameras: int, seconds: f
     published = sum(r.stats.frames_published for r in ingest.readers)
     dropped = sum(r.stats.frames_dropped for r in ingest.readers)
     lat = np.array(measured) if measured else np.array([np.nan])
-    return {"cameras": n_cameras, "target_fps_per_camera": fps, "seconds": seconds, "events": len(measured),
-            "events_per_s": round(len(measured) / seconds, 2),
-            "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
-            "latency_p99_s": round(float(np.percentile(lat, 99)), 3),
-            "frames_published": published, "frames_dropped": dropped}
+    return {
+        "cameras": n_cameras,
+        "target_fps_per_camera": fps,
+        "seconds": seconds,
+        "events": len(measured),
+        "events_per_s": round(len(measured) / seconds, 2),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 3),
+        "frames_published": published,
+        "frames_dropped": dropped,
+    }
 
 
 def main() -> int:
@@ -133,13 +169,22 @@ def main() -> int:
             print(f"batch {r['batch']:>2}: {r['frames_per_s']:7.2f} frames/s {r['faces_per_s']:7.2f} faces/s")
         latency = [end_to_end(server.url, weights, videos, n, args.seconds, args.fps) for n in (1, 4, 8)]
         for r in latency:
-            print(f"{r['cameras']} camera(s): {r['events_per_s']:6.2f} events/s  p50 {r['latency_p50_s']:.3f}s  "
-                  f"p99 {r['latency_p99_s']:.3f}s  dropped {r['frames_dropped']}/{r['frames_published']}")
+            print(
+                f"{r['cameras']} camera(s): {r['events_per_s']:6.2f} events/s  p50 {r['latency_p50_s']:.3f}s  "
+                f"p99 {r['latency_p99_s']:.3f}s  dropped {r['frames_dropped']}/{r['frames_published']}"
+            )
     finally:
         server.cleanup()
-    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "worker_throughput": throughput,
-              "end_to_end_latency": latency}
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "worker_throughput": throughput,
+        "end_to_end_latency": latency,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

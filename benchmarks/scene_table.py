@@ -18,16 +18,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.settings import ClassifierSettings, DetectorSettings
-from models.crops import crop_faces
-from models.detection_commands import EVAL_FLOOR
-from models.detections import Detections
-from models.detectors.calibration import BoxCalibration
-from models.evaluation.ap import best_f1_threshold
-from models.evaluation.scenes import ImageResult, compute_metrics, tune_masked_threshold
-from models.evaluation.voc import load_scenes
-from models.factory import build_classifier, build_detector
-from models.training.splits import load_split
+from maskwatch.cli.models_commands import EVAL_FLOOR
+from maskwatch.config.settings import ClassifierSettings, DetectorSettings
+from maskwatch.models.crops import crop_faces
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.calibration import BoxCalibration
+from maskwatch.models.evaluation.ap import best_f1_threshold
+from maskwatch.models.evaluation.scenes import ImageResult, compute_metrics, tune_masked_threshold
+from maskwatch.models.evaluation.voc import load_scenes
+from maskwatch.models.training.splits import load_split
+from maskwatch.runtime.model_factory import build_classifier, build_detector
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SPECS: dict[str, dict] = {
@@ -115,9 +115,7 @@ def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[
     if calibrate and not calibrated_inside:
         calibration = BoxCalibration.for_backend(options["type"])
         if calibration is None:
-            raise SystemExit(
-                f"no calibration for {options['type']}: python -m models.detectors.fit_calibration"
-            )
+            raise SystemExit(f"no calibration for {options['type']}: python -m maskwatch.cli.fit_calibration")
         t0 = time.perf_counter()
         dets = [calibration.apply(d).clip(1e9, 1e9) for d in dets]
         seconds += (time.perf_counter() - t0) / len(scenes)

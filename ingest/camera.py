@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import cv2
 import redis
 
-from ingest import metrics
-from ingest.backoff import Backoff
-from ingest.frame_sink import FrameSink
-from ingest.sampling import FpsSampler
-from ingest.source import SourceError, iter_frames
-from maskwatch.contracts import EndOfStream, FrameMessage
-from maskwatch.redis_conn import REDIS_DOWN
-from maskwatch.settings import CameraConfig
+from maskwatch.config.settings import CameraConfig
+from maskwatch.core.contracts import EndOfStream, FrameMessage
+from maskwatch.ingest import metrics
+from maskwatch.ingest.backoff import Backoff
+from maskwatch.ingest.frame_sink import FrameSink
+from maskwatch.ingest.sampling import FpsSampler
+from maskwatch.ingest.source import SourceError, iter_frames
+from maskwatch.runtime.redis_conn import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ class CameraStats:
 class CameraReader:
     """Runs one camera on its own thread so a slow or dead camera never slows the others."""
 
-    def __init__(self, camera: CameraConfig, sink: FrameSink, backoff: Backoff, stop: threading.Event) -> None:
+    def __init__(
+        self, camera: CameraConfig, sink: FrameSink, backoff: Backoff, stop: threading.Event
+    ) -> None:
         self.camera, self.sink, self.backoff, self.stop = camera, sink, backoff, stop
         self.state = CameraState.STOPPED
         self.stats = CameraStats()
@@ -61,9 +63,20 @@ class CameraReader:
     def run(self) -> None:
         """Read until the file ends, the camera fails for good, or ``stop`` is set."""
         cam = self.camera
-        log.info("camera %s: source %s (%s, %.1f fps, policy %s)", cam.id, cam.safe_url,
-                 "live" if cam.is_live else "file", cam.fps, self._policy)
-        for counter in (metrics.FRAMES_READ, metrics.FRAMES_PUBLISHED, metrics.FRAMES_DROPPED, metrics.RECONNECTS):
+        log.info(
+            "camera %s: source %s (%s, %.1f fps, policy %s)",
+            cam.id,
+            cam.safe_url,
+            "live" if cam.is_live else "file",
+            cam.fps,
+            self._policy,
+        )
+        for counter in (
+            metrics.FRAMES_READ,
+            metrics.FRAMES_PUBLISHED,
+            metrics.FRAMES_DROPPED,
+            metrics.RECONNECTS,
+        ):
             counter.labels(cam.id).inc(0)  # export every camera's series from the start
         self.seq = self._register()
         first_seq = self.seq
@@ -94,7 +107,9 @@ class CameraReader:
             delay = self.backoff.wait(self.stop)
             self.stats.reconnects += 1
             metrics.RECONNECTS.labels(cam.id).inc()
-            log.info("camera %s: reconnecting (attempt %d, waited %.1fs)", cam.id, self.backoff.attempt, delay)
+            log.info(
+                "camera %s: reconnecting (attempt %d, waited %.1fs)", cam.id, self.backoff.attempt, delay
+            )
         self._set_state(CameraState.STOPPED)
 
     def _stream(self) -> None:
@@ -131,7 +146,17 @@ class CameraReader:
         ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
         if not ok:
             raise SourceError(f"camera {cam.id}: JPEG encoding failed", "encode")
-        msg = FrameMessage(cam.id, self.seq, capture_ts, w, h, jpeg.tobytes(), "jpeg", pts, live=self._policy == "drop_oldest")
+        msg = FrameMessage(
+            cam.id,
+            self.seq,
+            capture_ts,
+            w,
+            h,
+            jpeg.tobytes(),
+            "jpeg",
+            pts,
+            live=self._policy == "drop_oldest",
+        )
         dropped, waited = self.sink.put(msg, self._policy, self.stop)
         self.seq += 1
         self.stats.frames_published += 1
@@ -160,7 +185,9 @@ class CameraReader:
             except REDIS_DOWN as e:
                 if self.stop.is_set():
                     return
-                log.warning("camera %s: Redis unreachable writing end of file (%s); retrying", self.camera.id, e)
+                log.warning(
+                    "camera %s: Redis unreachable writing end of file (%s); retrying", self.camera.id, e
+                )
                 self.stop.wait(1.0)
 
     def _failed(self, err: SourceError) -> None:

@@ -7,8 +7,8 @@ import time
 
 import redis
 
-from maskwatch.contracts import EndOfStream, FrameMessage
-from maskwatch.keys import Keys
+from maskwatch.core.contracts import EndOfStream, FrameMessage
+from maskwatch.core.keys import Keys
 
 
 class FrameSink:

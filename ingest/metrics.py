@@ -3,15 +3,25 @@
 from prometheus_client import Counter, Gauge
 
 FRAMES_READ = Counter("maskwatch_ingest_frames_read_total", "Frames decoded from the source", ["camera"])
-FRAMES_PUBLISHED = Counter("maskwatch_ingest_frames_published_total", "Sampled frames added to the frames stream", ["camera"])
+FRAMES_PUBLISHED = Counter(
+    "maskwatch_ingest_frames_published_total", "Sampled frames added to the frames stream", ["camera"]
+)
 FRAMES_DROPPED = Counter(
-    "maskwatch_ingest_frames_dropped_total", "Frames trimmed from a full live frames stream before processing", ["camera"]
+    "maskwatch_ingest_frames_dropped_total",
+    "Frames trimmed from a full live frames stream before processing",
+    ["camera"],
 )
 CAMERA_UP = Gauge("maskwatch_camera_up", "1 while the camera delivers frames, else 0", ["camera"])
 CAMERA_STATE = Gauge("maskwatch_camera_state", "1 for the camera's current state", ["camera", "state"])
-RECONNECTS = Counter("maskwatch_camera_reconnects_total", "Times the source was reopened after a failure", ["camera"])
+RECONNECTS = Counter(
+    "maskwatch_camera_reconnects_total", "Times the source was reopened after a failure", ["camera"]
+)
 ERRORS = Counter("maskwatch_camera_errors_total", "Source failures by kind", ["camera", "kind"])
 BACKLOG_WAIT = Counter(
-    "maskwatch_ingest_backpressure_wait_seconds_total", "Time a file source waited for room in its stream", ["camera"]
+    "maskwatch_ingest_backpressure_wait_seconds_total",
+    "Time a file source waited for room in its stream",
+    ["camera"],
 )
-LAST_FRAME = Gauge("maskwatch_camera_last_frame_timestamp_seconds", "Unix time of the last frame read", ["camera"])
+LAST_FRAME = Gauge(
+    "maskwatch_camera_last_frame_timestamp_seconds", "Unix time of the last frame read", ["camera"]
+)

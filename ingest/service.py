@@ -7,14 +7,14 @@ import threading
 
 import redis
 
-from ingest.backoff import Backoff
-from ingest.camera import CameraReader, CameraState
-from ingest.frame_sink import FrameSink
-from maskwatch.heartbeat import Heartbeat, instance_name
-from maskwatch.keys import Keys
-from maskwatch.metrics_server import REDIS_ERRORS, UP, serve_metrics
-from maskwatch.redis_conn import REDIS_DOWN, connect
-from maskwatch.settings import CameraConfig, Settings
+from maskwatch.config.settings import CameraConfig, Settings
+from maskwatch.core.keys import Keys
+from maskwatch.ingest.backoff import Backoff
+from maskwatch.ingest.camera import CameraReader, CameraState
+from maskwatch.ingest.frame_sink import FrameSink
+from maskwatch.runtime.heartbeat import Heartbeat, instance_name
+from maskwatch.runtime.metrics_server import REDIS_ERRORS, UP, serve_metrics
+from maskwatch.runtime.redis_conn import REDIS_DOWN, connect
 
 log = logging.getLogger(__name__)
 DONE_STATES = (CameraState.FINISHED, CameraState.FAILED)
@@ -25,9 +25,13 @@ class IngestService:
 
     stage = "ingest"
 
-    def __init__(self, cameras: list[CameraConfig], sink: FrameSink, heartbeat: Heartbeat, settings: Settings) -> None:
+    def __init__(
+        self, cameras: list[CameraConfig], sink: FrameSink, heartbeat: Heartbeat, settings: Settings
+    ) -> None:
         if not cameras:
-            raise ValueError("ingest: no camera configured (add `cameras:` to the config file or use --source)")
+            raise ValueError(
+                "ingest: no camera configured (add `cameras:` to the config file or use --source)"
+            )
         self.cameras, self.sink, self.heartbeat, self.settings = cameras, sink, heartbeat, settings
         self.readers: list[CameraReader] = []
 
@@ -63,7 +67,10 @@ class IngestService:
         UP.labels(self.stage).set(1)
         while not stop.is_set():
             try:
-                self.heartbeat.beat(cameras=len(self.readers), streaming=sum(r.state is CameraState.STREAMING for r in self.readers))
+                self.heartbeat.beat(
+                    cameras=len(self.readers),
+                    streaming=sum(r.state is CameraState.STREAMING for r in self.readers),
+                )
             except (redis.RedisError, *REDIS_DOWN) as e:
                 REDIS_ERRORS.labels(self.stage).inc()
                 log.debug("ingest heartbeat failed: %s", e)
@@ -85,5 +92,6 @@ class IngestService:
         failed = [r.camera.id for r in self.readers if r.state is CameraState.FAILED]
         return (
             f"ingest: {len(self.readers)} camera(s), {read} frames read, {published} published, "
-            f"{dropped} dropped, {reconnects} reconnects" + (f", failed: {', '.join(failed)}" if failed else "")
+            f"{dropped} dropped, {reconnects} reconnects"
+            + (f", failed: {', '.join(failed)}" if failed else "")
         )

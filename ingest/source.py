@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import av
 import av.error
 
-from maskwatch.settings import CameraConfig
+from maskwatch.config.settings import CameraConfig
 
 
 class SourceError(Exception):
@@ -66,16 +66,24 @@ def iter_frames(camera: CameraConfig) -> Iterator[DecodedFrame]:
     url = camera.url.get_secret_value()
     if not camera.is_live and "://" not in url:
         if not os.path.exists(url):
-            raise SourceError(f"camera {camera.id}: no such file: {camera.safe_url}", "not_found", retryable=False)
+            raise SourceError(
+                f"camera {camera.id}: no such file: {camera.safe_url}", "not_found", retryable=False
+            )
         if os.path.getsize(url) == 0:
-            raise SourceError(f"camera {camera.id}: file is empty: {camera.safe_url}", "invalid_data", retryable=False)
+            raise SourceError(
+                f"camera {camera.id}: file is empty: {camera.safe_url}", "invalid_data", retryable=False
+            )
     try:
-        container = av.open(url, options=open_options(camera), timeout=(camera.open_timeout_s, camera.stall_timeout_s))
+        container = av.open(
+            url, options=open_options(camera), timeout=(camera.open_timeout_s, camera.stall_timeout_s)
+        )
     except Exception as e:  # noqa: BLE001 - every open failure becomes a SourceError
         raise classify_error(e, camera) from e
     try:
         if not container.streams.video:
-            raise SourceError(f"camera {camera.id}: source has no video stream", "no_video", retryable=camera.is_live)
+            raise SourceError(
+                f"camera {camera.id}: source has no video stream", "no_video", retryable=camera.is_live
+            )
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or 25)
@@ -85,7 +93,9 @@ def iter_frames(camera: CameraConfig) -> Iterator[DecodedFrame]:
             index += 1
             yield DecodedFrame(frame, float(t))
         if index == 0:
-            raise SourceError(f"camera {camera.id}: no decodable frame in source", "invalid_data", retryable=camera.is_live)
+            raise SourceError(
+                f"camera {camera.id}: no decodable frame in source", "invalid_data", retryable=camera.is_live
+            )
     except SourceError:
         raise
     except Exception as e:  # noqa: BLE001

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.classifier import MaskClassifier
-from models.crops import crop_faces
-from models.detections import Detections
-from models.detectors.base import FaceDetector
+from maskwatch.models.classifier import MaskClassifier
+from maskwatch.models.crops import crop_faces
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import FaceDetector
 
 MASKED_PROBABILITY = 0.5
 """A face counts as masked for :class:`FaceThreshold` when the classifier gives ``with_mask`` at least this."""

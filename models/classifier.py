@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from models.labels import CLASSES
+from maskwatch.core.labels import CLASSES
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("mask_classifier.keras")
 

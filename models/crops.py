@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 
 
-def expand_boxes(boxes: np.ndarray, margin: float, width: int, height: int, square: bool = True) -> np.ndarray:
+def expand_boxes(
+    boxes: np.ndarray, margin: float, width: int, height: int, square: bool = True
+) -> np.ndarray:
     """Grow (N, 4) x1, y1, x2, y2 boxes by ``margin`` of their size (squared up), clipped to the frame."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
@@ -28,7 +30,7 @@ def crop_faces(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.0) -> lis
     h, w = frame.shape[:2]
     crops = []
     for x1, y1, x2, y2 in expand_boxes(boxes, margin, w, h).round().astype(int):
-        crop = frame[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+        crop = frame[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)]
         crops.append(crop if crop.size else np.zeros((1, 1, 3), np.uint8))
     return crops
 

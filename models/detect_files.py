@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models.analysis import FaceAnalyzer
-from models.annotate import draw_faces
-from models.detections import Detections
+from maskwatch.models.analysis import FaceAnalyzer
+from maskwatch.models.annotate import draw_faces
+from maskwatch.models.detections import Detections
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".ts", ".mpg", ".mpeg"})

@@ -20,10 +20,16 @@ class Detections:
     landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4) if np.size(self.boxes) else np.zeros((0, 4), np.float32)
+        boxes = (
+            np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+            if np.size(self.boxes)
+            else np.zeros((0, 4), np.float32)
+        )
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         if boxes.shape[0] != scores.shape[0]:
-            raise ValueError(f"Detections: boxes must be (N, 4) and scores (N,), got {boxes.shape} and {scores.shape}")
+            raise ValueError(
+                f"Detections: boxes must be (N, 4) and scores (N,), got {boxes.shape} and {scores.shape}"
+            )
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "scores", scores)
         if self.landmarks is not None:

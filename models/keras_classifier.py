@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.classifier import DEFAULT_MODEL_PATH
-from models.crops import resize_batch
-from models.labels import CLASSES
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.classifier import DEFAULT_MODEL_PATH
+from maskwatch.models.crops import resize_batch
 
 MAX_CHUNK = 256
 """Largest number of crops sent through the network at once (bounds memory on huge batches)."""

@@ -23,10 +23,10 @@ import av
 import cv2
 import numpy as np
 
-from maskwatch.contracts import event_id
-from publisher.render import render_frame
-from publisher.retention import Retention, RetentionReport
-from publisher.snapshots import SnapshotJob, SnapshotWriter
+from maskwatch.core.contracts import event_id
+from maskwatch.publisher.render import render_frame
+from maskwatch.publisher.retention import Retention, RetentionReport
+from maskwatch.publisher.snapshots import SnapshotJob, SnapshotWriter
 
 log = logging.getLogger(__name__)
 

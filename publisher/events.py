@@ -7,24 +7,25 @@ from typing import Any
 
 import numpy as np
 
-from maskwatch.contracts import SCHEMA_VERSION, ResultMessage, event_id
-from models.labels import CLASSES
+from maskwatch.core.contracts import SCHEMA_VERSION, ResultMessage, event_id
+from maskwatch.core.labels import CLASSES
 
 
 def frame_event(result: ResultMessage, published_ts: float | None = None) -> dict[str, Any]:
     """The JSON-able event of one processed frame."""
     labels = result.labels
-    probs = np.asarray(result.probs, dtype=float)
+    detected = result.faces
+    probs = detected.probs.astype(float) if detected.probs is not None else np.zeros((len(detected), 0))
     faces = [
         {
-            "box": [round(float(v), 1) for v in result.boxes[i]],
-            "score": round(float(result.scores[i]), 4),
+            "box": [round(float(v), 1) for v in detected.boxes[i]],
+            "score": round(float(detected.scores[i]), 4),
             "class": labels[i],
-            "probs": {c: round(float(p), 4) for c, p in zip(result.classes, probs[i], strict=True)},
+            "probs": {c: round(float(p), 4) for c, p in zip(detected.classes, probs[i], strict=True)},
         }
         for i in range(len(labels))
     ]
-    counts = dict.fromkeys(CLASSES, 0) | dict.fromkeys(result.classes, 0)
+    counts = dict.fromkeys(CLASSES, 0) | dict.fromkeys(detected.classes, 0)
     for label in labels:
         counts[label] = counts.get(label, 0) + 1
     return {

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from models.annotate import draw_faces
+from maskwatch.models.annotate import draw_faces
 
 if TYPE_CHECKING:
-    from publisher.clips import BufferedFrame
+    from maskwatch.publisher.clips import BufferedFrame
 
 ZONE_COLOUR_BGR = (255, 200, 0)
 

@@ -10,18 +10,18 @@ from typing import Any, Protocol
 
 import redis
 
-from maskwatch.contracts import ContractError, EndOfStream, ResultMessage, decode_result_entry
-from maskwatch.deadletter import add_deadletter, deadletter_fields
-from maskwatch.group_consumer import Entry, StreamGroupConsumer
-from maskwatch.heartbeat import Heartbeat, instance_name
-from maskwatch.keys import Keys
-from maskwatch.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
-from maskwatch.redis_conn import REDIS_DOWN, connect, wait_for_redis
-from maskwatch.settings import PublisherSettings, Settings
-from publisher import metrics
-from publisher.events import frame_event
-from publisher.sink import EventSink
-from publisher.violations import ViolationMonitor
+from maskwatch.config.settings import PublisherSettings, Settings
+from maskwatch.core.contracts import ContractError, EndOfStream, ResultMessage, decode_result_entry
+from maskwatch.core.keys import Keys
+from maskwatch.publisher import metrics
+from maskwatch.publisher.events import frame_event
+from maskwatch.publisher.sink import EventSink
+from maskwatch.publisher.violations import ViolationMonitor
+from maskwatch.runtime.deadletter import add_deadletter, deadletter_fields
+from maskwatch.runtime.group_consumer import Entry, StreamGroupConsumer
+from maskwatch.runtime.heartbeat import Heartbeat, instance_name
+from maskwatch.runtime.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
+from maskwatch.runtime.redis_conn import REDIS_DOWN, connect, wait_for_redis
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,17 @@ class PublisherService:
 
     stage = "publisher"
 
-    def __init__(self, client: redis.Redis, keys: Keys, consumer: StreamGroupConsumer, sink: EventSink,
-                 heartbeat: Heartbeat, config: PublisherSettings, monitor: Monitor | None = None,
-                 on_event: Any = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        consumer: StreamGroupConsumer,
+        sink: EventSink,
+        heartbeat: Heartbeat,
+        config: PublisherSettings,
+        monitor: Monitor | None = None,
+        on_event: Any = None,
+    ) -> None:
         self.client, self.keys, self.consumer, self.sink = client, keys, consumer, sink
         self.heartbeat, self.config, self.monitor = heartbeat, config, monitor
         self.on_event = on_event
@@ -129,8 +137,14 @@ class PublisherService:
                 continue
             results.append(msg)
             doc = frame_event(msg)
-            self.sink.publish(doc, self.keys.dedup(doc["id"]), self.keys.events, self.config.events_max_len,
-                              self.keys.events_channel(msg.camera), pipe=pipe)
+            self.sink.publish(
+                doc,
+                self.keys.dedup(doc["id"]),
+                self.keys.events,
+                self.config.events_max_len,
+                self.keys.events_channel(msg.camera),
+                pipe=pipe,
+            )
         fresh = pipe.execute() if results else []
         now = time.time()
         for result, is_new in zip(results, fresh, strict=True):
@@ -148,8 +162,13 @@ class PublisherService:
 
     def _publish_docs(self, docs: list[dict[str, Any]]) -> None:
         for doc in docs:
-            if self.sink.publish(doc, self.keys.dedup(doc["id"]), self.keys.violations, self.config.violations_max_len,
-                                 self.keys.violations_channel(doc["camera"])):
+            if self.sink.publish(
+                doc,
+                self.keys.dedup(doc["id"]),
+                self.keys.violations,
+                self.config.violations_max_len,
+                self.keys.violations_channel(doc["camera"]),
+            ):
                 self.stats.violation_docs += 1
                 metrics.EVENTS_PUBLISHED.labels(doc["camera"], doc.get("type", "violation")).inc()
 
@@ -168,12 +187,18 @@ class PublisherService:
     def _deadletter(self, entry: Entry, reason: str) -> None:
         log.error("publisher: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), reason)
         pipe = self.client.pipeline(transaction=True)
-        add_deadletter(pipe, self.keys.deadletter, deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields))
+        add_deadletter(
+            pipe,
+            self.keys.deadletter,
+            deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields),
+        )
         pipe.execute()
         DEADLETTERS.labels(self.stage, "malformed").inc()
         self.stats.deadletters += 1
 
     def summary(self) -> str:
         s = self.stats
-        return (f"publisher: {s.events} events, {s.violation_docs} violation documents, "
-                f"{s.duplicates} duplicates skipped, {s.deadletters} dead-lettered")
+        return (
+            f"publisher: {s.events} events, {s.violation_docs} violation documents, "
+            f"{s.duplicates} duplicates skipped, {s.deadletters} dead-lettered"
+        )

@@ -27,7 +27,12 @@ class EventSink:
         self._script = client.register_script(_PUBLISH_ONCE)
 
     def publish(
-        self, doc: dict[str, Any], dedup_key: str, stream: str, max_len: int, channel: str,
+        self,
+        doc: dict[str, Any],
+        dedup_key: str,
+        stream: str,
+        max_len: int,
+        channel: str,
         pipe: redis.client.Pipeline | None = None,
     ) -> bool | None:
         """Publish unless ``dedup_key`` exists. Returns True/False, or None when queued on ``pipe``."""

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from publisher.render import render_frame
+from maskwatch.publisher.render import render_frame
 
 if TYPE_CHECKING:
-    from publisher.clips import BufferedFrame
+    from maskwatch.publisher.clips import BufferedFrame
 
 log = logging.getLogger(__name__)
 

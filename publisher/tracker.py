@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from publisher.decide import AgreementRule, Decision
+from maskwatch.publisher.decide import AgreementRule, Decision
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from maskwatch.contracts import SCHEMA_VERSION, ResultMessage, event_id
-from maskwatch.settings import Settings
-from maskwatch.zones import ZoneError, faces_in_zones, validate_polygon
-from models.labels import ALIASES, CLASSES
-from publisher import metrics
-from publisher.clips import BufferedFrame, ClipRecorder, ClipResult, FaceMarks
-from publisher.decide import AgreementRule
-from publisher.retention import Retention, RetentionReport
-from publisher.snapshots import SnapshotJob, SnapshotWriter
-from publisher.tracker import FaceTracker, Track
+from maskwatch.config.settings import Settings
+from maskwatch.core.contracts import SCHEMA_VERSION, ResultMessage, event_id
+from maskwatch.core.labels import ALIASES, CLASSES
+from maskwatch.core.zones import ZoneError, faces_in_zones, validate_polygon
+from maskwatch.publisher import metrics
+from maskwatch.publisher.clips import BufferedFrame, ClipRecorder, ClipResult, FaceMarks
+from maskwatch.publisher.decide import AgreementRule
+from maskwatch.publisher.retention import Retention, RetentionReport
+from maskwatch.publisher.snapshots import SnapshotJob, SnapshotWriter
+from maskwatch.publisher.tracker import FaceTracker, Track
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,8 @@ class ViolationMonitor:
     def observe(self, result: ResultMessage, frame: np.ndarray | None = None) -> list[Doc]:
         """Track the faces of one new result; return the documents it raises (violations, finished clips)."""
         camera, seq, ts = result.camera, result.seq, result.capture_ts
-        boxes = np.asarray(result.boxes, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(result.scores, dtype=np.float64).reshape(-1)
+        boxes = result.faces.boxes.astype(np.float64)
+        scores = result.faces.scores.astype(np.float64)
         probs = _canonical_probs(result)
         keep = faces_in_zones(boxes, result.width, result.height, self.zones.get(camera, ()))
         outside = FaceMarks(
@@ -459,16 +459,13 @@ def _iso(ts: float) -> str:
 
 def _canonical_probs(result: ResultMessage) -> np.ndarray:
     """The result's probability rows in :data:`models.labels.CLASSES` order (aliases mapped, unknown dropped)."""
-    n = len(result.boxes)
-    probs = (
-        np.asarray(result.probs, dtype=np.float64).reshape(n, len(result.classes))
-        if n
-        else np.zeros((0, len(CLASSES)))
-    )
-    if tuple(result.classes) == CLASSES or not n:
+    faces = result.faces
+    n = len(faces)
+    probs = faces.probs.astype(np.float64) if n and faces.probs is not None else np.zeros((n, len(faces.classes)))
+    if faces.classes == CLASSES or not n:
         return probs.reshape(n, len(CLASSES))
     out = np.zeros((n, len(CLASSES)))
-    for j, name in enumerate(result.classes):
+    for j, name in enumerate(faces.classes):
         canonical = ALIASES.get(name.strip().lower())
         if canonical is not None:
             out[:, CLASSES.index(canonical)] += probs[:, j]

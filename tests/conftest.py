@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from maskwatch.private_redis import RedisServer, free_port
+from maskwatch.runtime.private_redis import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared")).resolve()
@@ -83,7 +83,9 @@ class RtspServer:
         script = Path(__file__).parent / "support" / "rtsp_server.py"
         self.proc = subprocess.Popen(
             [SYSTEM_PYTHON, str(script), str(self.video), "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line = self.proc.stdout.readline().strip()
         if line != "READY":
@@ -103,8 +105,13 @@ def _rtsp_available() -> str | None:
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} not found"
     probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
-        capture_output=True, text=True,
+        [
+            SYSTEM_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+        text=True,
     )
     if probe.returncode != 0:
         return "GStreamer RTSP server missing (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskwatch.settings import DetectorSettings
-from models.analysis import FaceAnalyzer, FaceThreshold
-from models.detections import Detections
-from models.factory import DEFAULT_CONFIDENCE, DEFAULT_MASKED_CONFIDENCE, face_threshold
-from models.labels import CLASSES
+from maskwatch.config.settings import DetectorSettings
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.analysis import FaceAnalyzer, FaceThreshold
+from maskwatch.models.detections import Detections
+from maskwatch.runtime.model_factory import DEFAULT_CONFIDENCE, DEFAULT_MASKED_CONFIDENCE, face_threshold
 
 MASKED, BARE, INCORRECT = [0.9, 0.05, 0.05], [0.1, 0.85, 0.05], [0.3, 0.2, 0.5]
 

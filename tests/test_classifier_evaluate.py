@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.training.metrics import classification_metrics, roc_auc
-from models.training.splits import load_split
+from maskwatch.models.training.metrics import classification_metrics, roc_auc
+from maskwatch.models.training.splits import load_split
 from tests.conftest import shared_path
 
 KEYS = {"n", "accuracy", "binary_accuracy", "log_loss", "roc_auc", "per_class", "confusion_matrix", "binary"}
@@ -39,7 +39,7 @@ def _link(src: list[Path], dst: Path) -> None:
 
 @pytest.mark.shared
 def test_evaluate_crops_folder_writes_json_and_plots(tmp_path: Path) -> None:
-    from maskwatch.cli import main
+    from maskwatch.cli.main import main
 
     crops = shared_path("data", "crops")
     test = load_split("crops")["test"]
@@ -67,7 +67,7 @@ def test_evaluate_crops_folder_writes_json_and_plots(tmp_path: Path) -> None:
 
 @pytest.mark.shared
 def test_evaluate_scene_boxes_of_a_voc_folder(tmp_path: Path) -> None:
-    from maskwatch.cli import main
+    from maskwatch.cli.main import main
 
     scenes = shared_path("data", "scenes")
     names = load_split("scenes")["test"][:6]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.classifier import DEFAULT_MODEL_PATH, MaskClassifier
-from models.labels import CLASSES
-from models.training.data import load_crops_folder, load_scene_crops
-from models.training.splits import load_split
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.classifier import DEFAULT_MODEL_PATH, MaskClassifier
+from maskwatch.models.training.data import load_crops_folder, load_scene_crops
+from maskwatch.models.training.splits import load_split
 from tests.conftest import shared_path
 
 CARD = DEFAULT_MODEL_PATH.with_suffix(".md")
@@ -21,7 +21,7 @@ METRICS = DEFAULT_MODEL_PATH.with_name("mask_classifier.metrics.json")
 
 @pytest.fixture(scope="module")
 def classifier():
-    from models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
 
     return KerasMaskClassifier.load()
 
@@ -41,8 +41,8 @@ def test_loads_with_plain_keras_like_the_notebook() -> None:
 
 
 def test_is_the_configured_default(classifier) -> None:
-    from maskwatch.settings import ClassifierSettings
-    from models.factory import build_classifier
+    from maskwatch.config.settings import ClassifierSettings
+    from maskwatch.runtime.model_factory import build_classifier
 
     assert ClassifierSettings().type == "keras"
     built = build_classifier(ClassifierSettings())
@@ -88,14 +88,14 @@ def test_empty_and_bad_input(classifier) -> None:
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
-    from models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
 
     with pytest.raises(FileNotFoundError, match="mask classifier model not found"):
         KerasMaskClassifier.load(tmp_path / "nope.keras")
 
 
 def test_tflite_and_tensorflow_runtimes_agree_on_real_scene_faces(classifier) -> None:
-    from models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
 
     assert classifier.runtime == "tflite"  # auto on a machine where TensorFlow sees no GPU
     data = load_scene_crops(shared_path("data", "scenes"), only=load_split("scenes")["test"][:30])
@@ -112,7 +112,7 @@ def test_tflite_and_tensorflow_runtimes_agree_on_real_scene_faces(classifier) ->
 def test_auto_runtime_is_tensorflow_when_tensorflow_sees_a_gpu(classifier, monkeypatch) -> None:
     import tensorflow as tf
 
-    from models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
 
     real = tf.config.list_physical_devices
     # no GPU can exist here: pretend TensorFlow lists one, so `auto` keeps the GPU-capable runtime

@@ -11,7 +11,7 @@ import time
 
 import redis
 
-from maskwatch.keys import Keys
+from maskwatch.core.keys import Keys
 from tests.support.pipeline import wait_for
 
 KEYS = Keys()
@@ -19,16 +19,36 @@ KEYS = Keys()
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
-    return env | {"MASKWATCH_INGEST__METRICS_PORT": "0", "MASKWATCH_WORKER__METRICS_PORT": "0",
-                  "MASKWATCH_PUBLISHER__METRICS_PORT": "0"} | extra
+    return (
+        env
+        | {
+            "MASKWATCH_INGEST__METRICS_PORT": "0",
+            "MASKWATCH_WORKER__METRICS_PORT": "0",
+            "MASKWATCH_PUBLISHER__METRICS_PORT": "0",
+        }
+        | extra
+    )
 
 
 def test_run_quick_start_on_a_file_starts_private_redis_and_exits_when_done(weights_dir, videos, tmp_path):
     out = tmp_path / "events.jsonl"
     r = subprocess.run(
-        [sys.executable, "-m", "maskwatch.cli", "run", "--source", str(videos / "bare_then_masked_720p.mp4"),
-         "--fps", "2", "--events-out", str(out)],
-        env=_env(MASKWATCH_DETECTOR__WEIGHTS_DIR=str(weights_dir)), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "maskwatch.cli",
+            "run",
+            "--source",
+            str(videos / "bare_then_masked_720p.mp4"),
+            "--fps",
+            "2",
+            "--events-out",
+            str(out),
+        ],
+        env=_env(MASKWATCH_DETECTOR__WEIGHTS_DIR=str(weights_dir)),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "started a private redis-server" in r.stderr and "private redis-server stopped" in r.stderr
@@ -39,20 +59,38 @@ def test_run_quick_start_on_a_file_starts_private_redis_and_exits_when_done(weig
 
 
 def test_run_without_any_source_says_what_to_do():
-    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "run"], env=_env(), capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "maskwatch.cli", "run"], env=_env(), capture_output=True, text=True
+    )
     assert r.returncode == 2 and "--source" in r.stderr
 
 
 def test_check_follows_the_heartbeat_and_sigterm_drains_with_one_summary_line(redis_url, weights_dir):
     env = _env(MASKWATCH_REDIS_URL=redis_url, MASKWATCH_DETECTOR__WEIGHTS_DIR=str(weights_dir))
-    check = lambda: subprocess.run([sys.executable, "-m", "maskwatch.cli", "check", "worker"],  # noqa: E731
-                                   env=env, capture_output=True, text=True)
+
+    def check():
+        return subprocess.run(
+            [sys.executable, "-m", "maskwatch.cli", "check", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+
     assert check().returncode == 1
-    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "worker"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maskwatch.cli", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         client = redis.Redis.from_url(redis_url)
-        wait_for(lambda: list(client.scan_iter(match=KEYS.heartbeat_pattern("worker"))), 120, what="worker heartbeat")
+        wait_for(
+            lambda: list(client.scan_iter(match=KEYS.heartbeat_pattern("worker"))),
+            120,
+            what="worker heartbeat",
+        )
         r = check()
         assert r.returncode == 0 and "alive" in r.stdout
         proc.send_signal(signal.SIGTERM)
@@ -67,9 +105,16 @@ def test_check_follows_the_heartbeat_and_sigterm_drains_with_one_summary_line(re
 
 
 def test_stage_with_unreachable_weights_fails_with_the_file_and_the_fix(tmp_path, redis_url):
-    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "worker"],
-                       env=_env(MASKWATCH_REDIS_URL=redis_url, MASKWATCH_DETECTOR__TYPE="opencv-res10",
-                                MASKWATCH_DETECTOR__WEIGHTS_DIR=str(tmp_path)),
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "maskwatch.cli", "worker"],
+        env=_env(
+            MASKWATCH_REDIS_URL=redis_url,
+            MASKWATCH_DETECTOR__TYPE="opencv-res10",
+            MASKWATCH_DETECTOR__WEIGHTS_DIR=str(tmp_path),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert str(tmp_path) in r.stderr and "maskwatch models fetch" in r.stderr

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from publisher.clips import BufferedFrame, ClipJob, ClipRecorder, FaceMarks, encode_clip
-from publisher.render import render_frame
-from publisher.retention import Retention
+from maskwatch.publisher.clips import BufferedFrame, ClipJob, ClipRecorder, FaceMarks, encode_clip
+from maskwatch.publisher.render import render_frame
+from maskwatch.publisher.retention import Retention
 from tests.test_violations import BARE_VIDEO, sampled_jpegs
 
 BOX_A = [500.0, 50.0, 820.0, 440.0]

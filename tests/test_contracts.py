@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskwatch.contracts import (
+from maskwatch.core.contracts import (
     ContractError,
     EndOfStream,
     FrameMessage,
@@ -14,7 +14,8 @@ from maskwatch.contracts import (
     decode_result_entry,
     event_id,
 )
-from models.labels import CLASSES
+from maskwatch.core.faces import Faces
+from maskwatch.core.labels import CLASSES
 
 
 def _b(fields):
@@ -32,15 +33,40 @@ def test_eof_round_trip():
 
 
 def test_result_round_trip():
-    r = ResultMessage("cam", 3, 1.0, 10, 10, 2.0, np.array([[1, 2, 3, 4]], np.float32), np.array([0.9], np.float32),
-                      np.array([[0.1, 0.8, 0.1]], np.float32), CLASSES, {"detector": "d"}, False, "w1", b"img")
+    r = ResultMessage(
+        "cam",
+        3,
+        1.0,
+        10,
+        10,
+        2.0,
+        Faces(
+            np.array([[1, 2, 3, 4]], np.float32),
+            np.array([0.9], np.float32),
+            np.array([[0.1, 0.8, 0.1]]),
+            CLASSES,
+        ),
+        {"detector": "d"},
+        False,
+        "w1",
+        b"img",
+    )
     back = decode_result_entry(_b(r.to_fields()))
     assert back.labels == ["without_mask"] and back.image == b"img" and back.models == {"detector": "d"}
-    np.testing.assert_allclose(back.boxes, r.boxes)
+    np.testing.assert_allclose(back.faces.boxes, r.faces.boxes)
 
 
 def test_placeholder_results_are_unclassified():
-    r = ResultMessage("cam", 0, 0, 1, 1, 0, np.zeros((2, 4)), np.zeros(2), np.full((2, 3), 1 / 3), CLASSES, placeholder=True)
+    r = ResultMessage(
+        "cam",
+        0,
+        0,
+        1,
+        1,
+        0,
+        Faces(np.zeros((2, 4)), np.zeros(2), np.full((2, 3), 1 / 3), CLASSES),
+        placeholder=True,
+    )
     assert r.labels == ["unclassified", "unclassified"]
 
 
@@ -50,8 +76,20 @@ def test_placeholder_results_are_unclassified():
         ({}, "missing field 'v'"),
         ({"v": "9", "kind": "frame"}, "schema version 9"),
         ({"v": "1", "kind": "bogus"}, "unknown message kind"),
-        ({"v": "1", "kind": "frame", "camera": "c", "seq": "x", "ts": "1", "w": "1", "h": "1", "enc": "jpeg", "img": "a"},
-         "'seq' is not a int"),
+        (
+            {
+                "v": "1",
+                "kind": "frame",
+                "camera": "c",
+                "seq": "x",
+                "ts": "1",
+                "w": "1",
+                "h": "1",
+                "enc": "jpeg",
+                "img": "a",
+            },
+            "'seq' is not a int",
+        ),
         ({"v": "1", "kind": "frame", "camera": "c", "seq": "1"}, "'img'"),
     ],
 )

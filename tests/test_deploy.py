@@ -21,14 +21,14 @@ import redis
 import yaml
 from prometheus_client import REGISTRY
 
-import ingest.metrics  # noqa: F401 - registers the stage's metrics
-import maskwatch.metrics_server  # noqa: F401
-import publisher.metrics  # noqa: F401
-import worker.metrics  # noqa: F401
-from maskwatch.metrics_server import serve_metrics
-from maskwatch.private_redis import free_port
-from maskwatch.runner import run_all
-from maskwatch.settings import load_settings
+import maskwatch.ingest.metrics  # noqa: F401 - registers the stage's metrics
+import maskwatch.publisher.metrics  # noqa: F401
+import maskwatch.runtime.metrics_server  # noqa: F401
+import maskwatch.worker.metrics  # noqa: F401
+from maskwatch.cli.run_all import run_all
+from maskwatch.config.settings import load_settings
+from maskwatch.runtime.metrics_server import serve_metrics
+from maskwatch.runtime.private_redis import free_port
 from tests.support.pipeline import make_settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.cli import main
-from models.annotate import CLASS_COLORS
+from maskwatch.cli.main import main
+from maskwatch.models.annotate import CLASS_COLORS
 from tests.conftest import shared_path
 
 IMAGE = "055739ea453a69a9af7ae56404286e94.jpg"

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskwatch.settings import DetectorSettings
-from models.detections import Detections
-from models.detectors.base import FaceDetector, WeightsError
-from models.evaluation.ap import iou_matrix
-from models.evaluation.voc import load_scenes
-from models.factory import build_detector, resolve_detector_type
+from maskwatch.config.settings import DetectorSettings
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import FaceDetector, WeightsError
+from maskwatch.models.evaluation.ap import iou_matrix
+from maskwatch.models.evaluation.voc import load_scenes
+from maskwatch.runtime.model_factory import build_detector, resolve_detector_type
 from tests.conftest import shared_path
 
 BARE = "055739ea453a69a9af7ae56404286e94.jpg"  # one unmasked face, 183 px high
@@ -95,7 +95,9 @@ def test_masked_face_is_found_by_the_default_candidates(backend, scenes, weights
     assert len(masked) >= 1 and iou_matrix(masked.boxes, scenes[MASKED][1]).max() >= 0.5
 
 
-def test_auto_prefers_retinaface_then_verified_yunet_then_the_bundled_mtcnn(weights_dir, tmp_path, monkeypatch):
+def test_auto_prefers_retinaface_then_verified_yunet_then_the_bundled_mtcnn(
+    weights_dir, tmp_path, monkeypatch
+):
     _needs_weights(weights_dir, "face_detection_yunet.onnx")
     _needs_package("retinaface", "retinaface==1.1.1 --no-deps")
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "retinaface"
@@ -104,7 +106,9 @@ def test_auto_prefers_retinaface_then_verified_yunet_then_the_bundled_mtcnn(weig
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(  # as on a machine where the retinaface wheel is not installed
-        importlib.util, "find_spec", lambda name, *a: None if name == "retinaface" else real_find_spec(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "retinaface" else real_find_spec(name, *a),
     )
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=weights_dir)) == "yunet"
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "mtcnn"
@@ -115,7 +119,7 @@ def test_auto_prefers_retinaface_then_verified_yunet_then_the_bundled_mtcnn(weig
 
 
 def test_retinaface_refuses_a_graph_that_is_not_the_pinned_file(tmp_path):
-    from models.detectors.retinaface import RetinaFaceDetector
+    from maskwatch.models.detectors.retinaface import RetinaFaceDetector
 
     bad = tmp_path / "frozen_graph.pb"
     bad.write_bytes(b"\x08\x07garbage" * 100)

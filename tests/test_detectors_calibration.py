@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskwatch.settings import DetectorSettings
-from models.detections import Detections
-from models.detectors.calibration import CALIBRATION_DIR, BoxCalibration, CalibratedDetector
+from maskwatch.config.settings import DetectorSettings
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.calibration import CALIBRATION_DIR, BoxCalibration, CalibratedDetector
 
 
 def test_fit_recovers_a_known_edge_offset_and_round_trips_through_json(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskwatch.settings import DetectorSettings
-from models.detections import Detections
-from models.detectors.flip import FlipAugmentedDetector, mirror
+from maskwatch.config.settings import DetectorSettings
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.flip import FlipAugmentedDetector, mirror
 
 FACE = np.array([[10, 20, 40, 60]], np.float32)
 LANDMARKS = np.array([[[18, 30], [32, 30], [25, 40], [19, 50], [31, 52]]], np.float32)
@@ -60,7 +60,7 @@ def test_flip_finds_a_face_only_the_mirrored_view_shows_and_merges_duplicates():
 
 
 def test_flip_is_off_by_default_and_wraps_the_built_detector():
-    from models.factory import build_detector
+    from maskwatch.runtime.model_factory import build_detector
 
     assert DetectorSettings().test_time_flip is False
     detector = build_detector(DetectorSettings(type="mtcnn", test_time_flip=True))

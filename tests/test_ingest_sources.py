@@ -14,11 +14,11 @@ import av
 import pytest
 import redis
 
-from ingest.camera import CameraState
-from ingest.service import IngestService
-from maskwatch.contracts import EndOfStream, decode_frame_entry
-from maskwatch.keys import Keys
-from maskwatch.private_redis import free_port
+from maskwatch.core.contracts import EndOfStream, decode_frame_entry
+from maskwatch.core.keys import Keys
+from maskwatch.ingest.camera import CameraState
+from maskwatch.ingest.service import IngestService
+from maskwatch.runtime.private_redis import free_port
 from tests.support.pipeline import make_settings, running, wait_for
 
 KEYS = Keys()
@@ -63,10 +63,28 @@ def test_hls_over_http(redis_url, videos, tmp_path):
     hls = tmp_path / "hls"
     hls.mkdir()
     cut = subprocess.run(
-        ["gst-launch-1.0", "-q", "filesrc", f"location={videos / BARE}", "!", "qtdemux", "!", "h264parse", "!",
-         "mpegtsmux", "!", "hlssink", f"location={hls}/seg%05d.ts", f"playlist-location={hls}/live.m3u8",
-         "target-duration=2", "max-files=0", "playlist-length=0"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "gst-launch-1.0",
+            "-q",
+            "filesrc",
+            f"location={videos / BARE}",
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+            "mpegtsmux",
+            "!",
+            "hlssink",
+            f"location={hls}/seg%05d.ts",
+            f"playlist-location={hls}/live.m3u8",
+            "target-duration=2",
+            "max-files=0",
+            "playlist-length=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if cut.returncode != 0 or not (hls / "live.m3u8").exists():
         pytest.skip(f"GStreamer hlssink unavailable: {cut.stderr[-300:]}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from ingest.backoff import Backoff
-from ingest.sampling import FpsSampler
+from maskwatch.ingest.backoff import Backoff
+from maskwatch.ingest.sampling import FpsSampler
 
 
 def test_sampler_keeps_target_rate_from_30fps():

@@ -9,22 +9,27 @@ import cv2
 import numpy as np
 import redis
 
-from ingest.camera import CameraState
-from ingest.service import IngestService
-from maskwatch.contracts import FrameMessage
-from maskwatch.keys import Keys
-from maskwatch.runner import run_all
-from publisher.service import PublisherService
+from maskwatch.cli.run_all import run_all
+from maskwatch.core.contracts import FrameMessage
+from maskwatch.core.keys import Keys
+from maskwatch.ingest.camera import CameraState
+from maskwatch.ingest.service import IngestService
+from maskwatch.publisher.service import PublisherService
+from maskwatch.worker.service import WorkerService
 from tests.support.pipeline import make_settings, read_events, running, wait_for
-from worker.service import WorkerService
 
 KEYS = Keys()
 BARE = "bare_then_masked_720p.mp4"  # 268 frames at 30 fps: 45 frames at 5 fps
 
 
 def test_file_source_yields_exactly_one_event_per_sampled_frame_in_order(redis_url, weights_dir, videos):
-    s = make_settings(redis_url, weights_dir, cameras=[{"id": "door", "url": str(videos / BARE), "fps": 5}],
-                      ingest={"file_max_backlog": 4}, worker={"max_batch": 4})
+    s = make_settings(
+        redis_url,
+        weights_dir,
+        cameras=[{"id": "door", "url": str(videos / BARE), "fps": 5}],
+        ingest={"file_max_backlog": 4},
+        worker={"max_batch": 4},
+    )
     assert run_all(s, stop=threading.Event()) == 0
     events = read_events(redis.Redis.from_url(redis_url))
     assert [e["seq"] for e in events] == list(range(45))
@@ -39,7 +44,9 @@ def test_file_source_yields_exactly_one_event_per_sampled_frame_in_order(redis_u
     assert sum(e["counts"].values()) == len(e["faces"])
 
 
-def test_cameras_are_independent_and_bad_sources_get_clear_errors(redis_url, weights_dir, videos, tmp_path, caplog):
+def test_cameras_are_independent_and_bad_sources_get_clear_errors(
+    redis_url, weights_dir, videos, tmp_path, caplog
+):
     text_file = tmp_path / "notes.mp4"
     text_file.write_text("this is not a video\n" * 100)
     cams = [
@@ -53,14 +60,27 @@ def test_cameras_are_independent_and_bad_sources_get_clear_errors(redis_url, wei
     client = redis.Redis.from_url(redis_url)
     with running(ingest):
         by_id = lambda: {r.camera.id: r for r in ingest.readers}  # noqa: E731
-        wait_for(lambda: ingest.readers and by_id()["good"].state is CameraState.FINISHED, 60, what="good camera done")
+        wait_for(
+            lambda: ingest.readers and by_id()["good"].state is CameraState.FINISHED,
+            60,
+            what="good camera done",
+        )
         wait_for(lambda: by_id()["offline"].stats.reconnects >= 2, 30, what="offline camera retried")
         readers = by_id()
     assert readers["good"].stats.frames_published == 18
     assert client.xlen(KEYS.frames("good")) == 19  # 18 frames + end-of-file marker
-    assert readers["textfile"].state is CameraState.FAILED and "not a readable video" in readers["textfile"].stats.last_error
-    assert readers["missing"].state is CameraState.FAILED and "no such file" in readers["missing"].stats.last_error
-    assert "connection refused" in readers["offline"].stats.last_error or "timed out" in readers["offline"].stats.last_error
+    assert (
+        readers["textfile"].state is CameraState.FAILED
+        and "not a readable video" in readers["textfile"].stats.last_error
+    )
+    assert (
+        readers["missing"].state is CameraState.FAILED
+        and "no such file" in readers["missing"].stats.last_error
+    )
+    assert (
+        "connection refused" in readers["offline"].stats.last_error
+        or "timed out" in readers["offline"].stats.last_error
+    )
     assert client.hget(KEYS.camera_state("offline"), "state") in (b"backoff", b"connecting", b"stopped")
 
 
@@ -85,7 +105,9 @@ def test_garbage_and_undecodable_frames_go_to_the_dead_letter_stream(redis_url, 
     assert worker.stats.deadletters == 2 and worker.stats.frames == 1
 
 
-def test_publisher_publishes_to_stream_and_channel_and_skips_redelivered_results(redis_url, weights_dir, videos):
+def test_publisher_publishes_to_stream_and_channel_and_skips_redelivered_results(
+    redis_url, weights_dir, videos
+):
     s = make_settings(redis_url, weights_dir, cameras=[{"id": "cam", "url": str(videos / BARE), "fps": 1}])
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
@@ -98,7 +120,11 @@ def test_publisher_publishes_to_stream_and_channel_and_skips_redelivered_results
         client.xadd(KEYS.results("cam"), fields)
     publisher = PublisherService.from_settings(s)
     with running(publisher):
-        wait_for(lambda: publisher.done(["cam"]) and client.xlen(KEYS.results("cam")) == 0, 30, what="all published")
+        wait_for(
+            lambda: publisher.done(["cam"]) and client.xlen(KEYS.results("cam")) == 0,
+            30,
+            what="all published",
+        )
     events = read_events(client)
     assert [e["seq"] for e in events] == list(range(9))
     assert publisher.stats.duplicates == 3
@@ -120,7 +146,9 @@ def test_stale_live_frames_are_skipped_but_old_file_frames_are_not(redis_url, we
     old = time.time() - 60
     client.xadd(KEYS.frames("cam"), FrameMessage("cam", 0, old, 160, 120, jpeg, live=True).to_fields())
     client.xadd(KEYS.frames("cam"), FrameMessage("cam", 1, old, 160, 120, jpeg, live=False).to_fields())
-    client.xadd(KEYS.frames("cam"), FrameMessage("cam", 2, time.time(), 160, 120, jpeg, live=True).to_fields())
+    client.xadd(
+        KEYS.frames("cam"), FrameMessage("cam", 2, time.time(), 160, 120, jpeg, live=True).to_fields()
+    )
     with running(worker):
         wait_for(lambda: client.xlen(KEYS.frames("cam")) == 0, 30, what="all frames handled")
     seqs = [int(f[b"seq"]) for _, f in client.xrange(KEYS.results("cam"))]

@@ -6,11 +6,11 @@ import time
 
 import redis
 
-from ingest.service import IngestService
-from maskwatch.keys import Keys
-from publisher.service import PublisherService
+from maskwatch.core.keys import Keys
+from maskwatch.ingest.service import IngestService
+from maskwatch.publisher.service import PublisherService
+from maskwatch.worker.service import WorkerService
 from tests.support.pipeline import make_settings, read_events, running, wait_for
-from worker.service import WorkerService
 
 KEYS = Keys()
 
@@ -19,8 +19,12 @@ def test_two_workers_share_cameras_discovered_after_they_started(redis_url, weig
     cams = [{"id": f"cam{i}", "url": str(videos / "bare_then_masked_720p.mp4"), "fps": 3} for i in range(2)]
     s = make_settings(redis_url, weights_dir, cameras=cams, worker={"max_batch": 2})
     client = redis.Redis.from_url(redis_url)
-    w1 = WorkerService.from_settings(s.model_copy(update={"worker": s.worker.model_copy(update={"consumer": "w1"})}))
-    w2 = WorkerService.from_settings(s.model_copy(update={"worker": s.worker.model_copy(update={"consumer": "w2"})}))
+    w1 = WorkerService.from_settings(
+        s.model_copy(update={"worker": s.worker.model_copy(update={"consumer": "w1"})})
+    )
+    w2 = WorkerService.from_settings(
+        s.model_copy(update={"worker": s.worker.model_copy(update={"consumer": "w2"})})
+    )
     publisher = PublisherService.from_settings(s)
     with running(w1), running(w2), running(publisher):
         time.sleep(0.5)

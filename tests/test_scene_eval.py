@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskwatch.cli import main
-from models.evaluation.ap import average_precision, match
-from models.evaluation.scenes import ImageResult, compute_metrics
-from models.evaluation.voc import SceneImage
+from maskwatch.cli.main import main
+from maskwatch.models.evaluation.ap import average_precision, match
+from maskwatch.models.evaluation.scenes import ImageResult, compute_metrics
+from maskwatch.models.evaluation.voc import SceneImage
 from tests.conftest import shared_path
 
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from maskwatch.redaction import RedactingFilter, redact_url
-from maskwatch.settings import ConfigError, load_settings
+from maskwatch.config.settings import ConfigError, load_settings
+from maskwatch.core.redaction import RedactingFilter, redact_url
 
 GOOD = """
 redis_url: redis://:hunter2@127.0.0.1:6379/0
@@ -77,7 +77,13 @@ def test_every_invalid_field_is_reported_with_its_path(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(f)
     text = "\n".join(err.value.problems)
-    for path in ("cameras.0.id", "cameras.0.fps", "cameras.1.url", "cameras.1.colour", "worker.max_batch"):
+    for path in (
+        "cameras.0.id",
+        "cameras.0.fps",
+        "cameras.1.url",
+        "cameras.1.colour",
+        "worker.max_batch",
+    ):
         assert path in text, text
 
 
@@ -91,8 +97,14 @@ def test_validate_config_command(tmp_path):
     bad.write_text(BAD)
     good.write_text(GOOD)
     garbage.write_text("cameras: [unclosed")
-    run = lambda f: subprocess.run([sys.executable, "-m", "maskwatch.cli", "validate-config", str(f)],  # noqa: E731
-                                   capture_output=True, text=True)
+
+    def run(f):
+        return subprocess.run(
+            [sys.executable, "-m", "maskwatch.cli", "validate-config", str(f)],
+            capture_output=True,
+            text=True,
+        )
+
     r = run(bad)
     assert r.returncode == 2 and "cameras.0.fps" in r.stderr and "worker.max_batch" in r.stderr
     r = run(good)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.labels import CLASSES
-from publisher.decide import AgreementRule
-from publisher.tracker import FaceTracker, iou_matrix
+from maskwatch.core.labels import CLASSES
+from maskwatch.publisher.decide import AgreementRule
+from maskwatch.publisher.tracker import FaceTracker, iou_matrix
 
 MASK, BARE, WRONG = (np.eye(3)[i] * 0.8 + 0.2 / 3 for i in range(3))
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.training.convert_torch import (
+from maskwatch.models.training.convert_torch import (
     MOBILENET_V2_SHA256,
     find_mobilenet_v2_checkpoint,
     read_torch_legacy_state_dict,
@@ -51,7 +51,7 @@ def test_zip_format_and_garbage_are_refused(tmp_path: Path) -> None:
 def test_converted_keras_model_matches_torch(checkpoint: Path) -> None:
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed (dev only: pip install torch==2.13.0)")
-    from models.training.torch_reference import verify_conversion
+    from maskwatch.models.training.torch_reference import verify_conversion
 
     scenes = shared_path("data", "scenes", "images")
     files = sorted(scenes.glob("*.jpg"))[:3]

@@ -11,11 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
-from models.crops import crop_faces
-from models.labels import UnknownClassError, canonical_class
-from models.training.data import DataError, list_crop_images, load_crops_folder, load_scene_crops, read_image
-from models.training.splits import PARTS, load_split, make_scenes_split, stratified_group_split
-from models.training.voc import SkipCounter, parse_voc, read_voc_folder
+from maskwatch.core.labels import UnknownClassError, canonical_class
+from maskwatch.models.crops import crop_faces
+from maskwatch.models.training.data import (
+    DataError,
+    list_crop_images,
+    load_crops_folder,
+    load_scene_crops,
+    read_image,
+)
+from maskwatch.models.training.splits import PARTS, load_split, make_scenes_split, stratified_group_split
+from maskwatch.models.training.voc import SkipCounter, parse_voc, read_voc_folder
 from tests.conftest import shared_path
 
 
@@ -178,7 +184,7 @@ def test_unreadable_image_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_evaluate_cli_reports_bad_input_with_exit_code_2(tmp_path: Path, capsys) -> None:
-    from maskwatch.cli import main
+    from maskwatch.cli.main import main
 
     rc = main(["evaluate", "crops", str(tmp_path), "--json", str(tmp_path / "m.json")])
     assert rc == 2

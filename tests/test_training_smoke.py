@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.training.train import TrainConfig
+from maskwatch.models.training.train import TrainConfig
 from tests.conftest import shared_path
 
 pytest.importorskip("matplotlib", reason="the 'train' extra (matplotlib) is not installed")
@@ -32,8 +32,8 @@ def _tiny(tmp_path: Path, **overrides) -> TrainConfig:
 def test_tiny_training_run_end_to_end(tmp_path: Path) -> None:
     import keras
 
-    from models.keras_classifier import KerasMaskClassifier
-    from models.training.pipeline import train_and_report
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.training.pipeline import train_and_report
 
     shared = shared_path()
     cfg = TrainConfig(
@@ -67,7 +67,7 @@ def test_tiny_training_run_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.shared
 def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
-    from models.training.train import train
+    from maskwatch.models.training.train import train
 
     train(_tiny(tmp_path, epochs=1))
     train(_tiny(tmp_path, epochs=2, resume=True))
@@ -76,7 +76,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
 
 
 def test_tail_average_is_the_running_mean_of_the_epochs_from_its_start() -> None:
-    from models.training.train import _tail_average_callback
+    from maskwatch.models.training.train import _tail_average_callback
 
     class Stub:
         def __init__(self) -> None:
@@ -99,7 +99,7 @@ def test_tail_average_is_the_running_mean_of_the_epochs_from_its_start() -> None
 def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_path: Path) -> None:
     import keras
 
-    from models.training.train import train
+    from maskwatch.models.training.train import train
 
     final = train(_tiny(tmp_path, epochs=3, patience=5, average_from=0.34))
     selection = json.loads((tmp_path / "run" / "selection.json").read_text())
@@ -118,7 +118,7 @@ def test_tail_average_competes_with_the_best_checkpoint_on_validation_loss(tmp_p
 def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path: Path) -> None:
     import keras
 
-    from models.training.train import CANVAS_RATIO, load_arrays, train
+    from maskwatch.models.training.train import CANVAS_RATIO, load_arrays, train
 
     cfg = _tiny(tmp_path, epochs=2, refit=True)
     final = train(cfg)
@@ -147,7 +147,7 @@ def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path: Path) 
     ],
 )
 def test_tail_average_settings_are_checked_before_any_work(tmp_path: Path, bad: dict) -> None:
-    from models.training.train import train
+    from maskwatch.models.training.train import train
 
     with pytest.raises(ValueError, match="--average-from"):
         train(TrainConfig(shared_dir=tmp_path / "no-such-shared", out_dir=tmp_path / "run", **bad))
@@ -155,7 +155,7 @@ def test_tail_average_settings_are_checked_before_any_work(tmp_path: Path, bad: 
 
 
 def test_model_card_says_which_weights_a_run_kept() -> None:
-    from models.training.model_card import _kept_weights_text
+    from maskwatch.models.training.model_card import _kept_weights_text
 
     history = [
         {"epoch": "0", "val_loss": "0.30"},

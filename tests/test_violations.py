@@ -16,13 +16,14 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from maskwatch.contracts import EndOfStream, ResultMessage
-from maskwatch.keys import Keys
-from maskwatch.settings import ConfigError
-from models.labels import CLASSES
-from publisher.service import PublisherService
-from publisher.sink import EventSink
-from publisher.violations import ViolationMonitor
+from maskwatch.config.settings import ConfigError
+from maskwatch.core.contracts import EndOfStream, ResultMessage
+from maskwatch.core.faces import Faces
+from maskwatch.core.keys import Keys
+from maskwatch.core.labels import CLASSES
+from maskwatch.publisher.service import PublisherService
+from maskwatch.publisher.sink import EventSink
+from maskwatch.publisher.violations import ViolationMonitor
 from tests.support.pipeline import make_settings, running, wait_for
 
 KEYS = Keys()
@@ -72,10 +73,9 @@ def make_results(camera: str, video: Path, script, fps: float = 5.0) -> list[Res
                 width=w,
                 height=h,
                 processed_ts=T0 + seq / fps + 0.05,
-                boxes=np.array(boxes, np.float32).reshape(n, 4),
-                scores=np.full(n, 0.98, np.float32),
-                probs=np.array(probs, np.float32).reshape(n, 3),
-                classes=CLASSES,
+                faces=Faces(
+                    np.array(boxes).reshape(n, 4), np.full(n, 0.98), np.array(probs).reshape(n, 3), CLASSES
+                ),
                 image=jpeg,
             )
         )
@@ -278,7 +278,7 @@ def test_invalid_zone_is_a_clear_config_error_and_ignored_at_run_time(videos, ca
         make_settings(
             "redis://x", cameras=[{"id": "gate", "url": "a.mp4", "zones": [[[0, 0], [1, 0], [0, 1]], bowtie]}]
         )
-    with caplog.at_level(logging.ERROR, logger="publisher.violations"):
+    with caplog.at_level(logging.ERROR, logger="maskwatch.publisher.violations"):
         monitor = ViolationMonitor(
             lambda camera: ViolationMonitor.from_settings(make_settings("redis://x")).make_tracker(camera),
             zones={"gate": [bowtie]},
@@ -294,7 +294,7 @@ def test_unwritable_clip_directory_logs_a_clear_error_and_events_still_flow(vide
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the clip directory should be")
     s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, dir=str(blocker / "clips")))
-    with caplog.at_level(logging.ERROR, logger="publisher.violations"):
+    with caplog.at_level(logging.ERROR, logger="maskwatch.publisher.violations"):
         monitor = ViolationMonitor.from_settings(s)
     assert f"clip directory {blocker / 'clips'} is not writable" in caplog.text
     results = make_results("cam-ro", videos / BARE_VIDEO, bare_then_masked_script)
@@ -309,7 +309,7 @@ def test_clip_over_the_size_limit_fails_clearly_and_events_still_flow(videos, tm
     s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, max_total_mb=0.001))
     monitor = ViolationMonitor.from_settings(s)
     results = make_results("cam-full", videos / BARE_VIDEO, bare_then_masked_script)
-    with caplog.at_level(logging.ERROR, logger="publisher.violations"):
+    with caplog.at_level(logging.ERROR, logger="maskwatch.publisher.violations"):
         docs = [d for r in results for d in monitor.observe(r, None)] + monitor.close(float("inf"))
     assert [d["type"] for d in docs] == ["violation", "clip_failed"]
     assert "exceeds clips.max_total_mb" in docs[1]["error"] and docs[1]["violation_id"] == docs[0]["id"]

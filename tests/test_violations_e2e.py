@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import redis
 
-from maskwatch.keys import Keys
-from maskwatch.runner import run_all
-from models.classifier import DEFAULT_MODEL_PATH
+from maskwatch.cli.run_all import run_all
+from maskwatch.core.keys import Keys
+from maskwatch.models.classifier import DEFAULT_MODEL_PATH
 from tests.support.pipeline import make_settings
 
 KEYS = Keys()

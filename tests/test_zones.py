@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from maskwatch.cli import main
-from maskwatch.zones import ZoneError, faces_in_zones, points_in_polygon, validate_polygon
+from maskwatch.cli.main import main
+from maskwatch.core.zones import ZoneError, faces_in_zones, points_in_polygon, validate_polygon
 
 L_SHAPE = [(0.0, 0.0), (0.5, 0.0), (0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)]
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskwatch.contracts import FrameMessage, ResultMessage
-from models.analysis import FaceAnalyzer
-from worker import metrics
+from maskwatch.core.contracts import FrameMessage, ResultMessage
+from maskwatch.core.faces import Faces
+from maskwatch.models.analysis import FaceAnalyzer
+from maskwatch.worker import metrics
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,7 @@ class BatchInference:
                 width=f.width,
                 height=f.height,
                 processed_ts=now,
-                boxes=a.detections.boxes,
-                scores=a.detections.scores,
-                probs=a.probs,
-                classes=self.analyzer.classes,
+                faces=Faces(a.detections.boxes, a.detections.scores, a.probs, self.analyzer.classes),
                 models=self.models,
                 placeholder=self.analyzer.placeholder,
                 worker=self.worker_name,

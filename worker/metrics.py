@@ -3,7 +3,9 @@
 from prometheus_client import Counter, Histogram
 
 BATCH_SIZE = Histogram(
-    "maskwatch_worker_batch_size_frames", "Frames per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+    "maskwatch_worker_batch_size_frames",
+    "Frames per inference batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 INFERENCE_SECONDS = Histogram(
     "maskwatch_worker_inference_seconds",
@@ -11,8 +13,12 @@ INFERENCE_SECONDS = Histogram(
     ["step"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-FRAMES_PROCESSED = Counter("maskwatch_worker_frames_processed_total", "Frames whose results were written", ["camera"])
+FRAMES_PROCESSED = Counter(
+    "maskwatch_worker_frames_processed_total", "Frames whose results were written", ["camera"]
+)
 FACES = Counter("maskwatch_worker_faces_total", "Faces classified, by class", ["camera", "class"])
 FRAMES_SKIPPED = Counter(
-    "maskwatch_worker_frames_skipped_total", "Live frames skipped without inference, by reason", ["camera", "reason"]
+    "maskwatch_worker_frames_skipped_total",
+    "Live frames skipped without inference, by reason",
+    ["camera", "reason"],
 )

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import redis
 
-from maskwatch.contracts import ContractError, EndOfStream, FrameMessage, decode_frame_entry
-from maskwatch.deadletter import add_deadletter, deadletter_fields
-from maskwatch.group_consumer import Entry, StreamGroupConsumer
-from maskwatch.heartbeat import Heartbeat, instance_name
-from maskwatch.keys import Keys
-from maskwatch.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
-from maskwatch.redis_conn import REDIS_DOWN, connect, wait_for_redis
-from maskwatch.settings import Settings, WorkerSettings
-from worker import metrics
-from worker.inference import BatchInference, Rejected
+from maskwatch.config.settings import Settings, WorkerSettings
+from maskwatch.core.contracts import ContractError, EndOfStream, FrameMessage, decode_frame_entry
+from maskwatch.core.keys import Keys
+from maskwatch.runtime.deadletter import add_deadletter, deadletter_fields
+from maskwatch.runtime.group_consumer import Entry, StreamGroupConsumer
+from maskwatch.runtime.heartbeat import Heartbeat, instance_name
+from maskwatch.runtime.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
+from maskwatch.runtime.redis_conn import REDIS_DOWN, connect, wait_for_redis
+from maskwatch.worker import metrics
+from maskwatch.worker.inference import BatchInference, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +39,40 @@ class WorkerService:
 
     stage = "worker"
 
-    def __init__(self, client: redis.Redis, keys: Keys, consumer: StreamGroupConsumer, inference: BatchInference,
-                 heartbeat: Heartbeat, config: WorkerSettings) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        consumer: StreamGroupConsumer,
+        inference: BatchInference,
+        heartbeat: Heartbeat,
+        config: WorkerSettings,
+    ) -> None:
         self.client, self.keys, self.consumer, self.inference = client, keys, consumer, inference
         self.heartbeat, self.config = heartbeat, config
         self.stats = WorkerStats()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerService:
-        from models.factory import build_analyzer
+        from maskwatch.runtime.model_factory import build_analyzer
 
         _log_devices()
         cfg = settings.worker
         name = cfg.consumer or instance_name(cls.stage)
         client = connect(settings, socket_timeout=max(30.0, cfg.max_wait_ms / 1000 + 10))
         keys = Keys(settings.key_prefix)
-        consumer = StreamGroupConsumer(client, keys, "frames", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s)
+        consumer = StreamGroupConsumer(
+            client, keys, "frames", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s
+        )
         analyzer = build_analyzer(settings.detector, settings.classifier)
-        log.info("worker %s: detector %s (score >= %s), classifier %s%s", name, analyzer.detector.name,
-                 analyzer.threshold, analyzer.classifier.name,
-                 " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "")
+        log.info(
+            "worker %s: detector %s (score >= %s), classifier %s%s",
+            name,
+            analyzer.detector.name,
+            analyzer.threshold,
+            analyzer.classifier.name,
+            " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "",
+        )
         inference = BatchInference(analyzer, name, cfg.include_image)
         hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
         return cls(client, keys, consumer, inference, hb, cfg)
@@ -110,13 +124,24 @@ class WorkerService:
             results, bad = self.inference.process([m for _, m in frames]) if frames else ([], [])
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the worker or lose frames
             log.exception("worker: inference failed on a batch of %d frame(s)", len(frames))
-            results, bad = [], [Rejected(m, "inference_error", f"inference failed: {type(e).__name__}: {e}") for _, m in frames]
+            results, bad = (
+                [],
+                [
+                    Rejected(m, "inference_error", f"inference failed: {type(e).__name__}: {e}")
+                    for _, m in frames
+                ],
+            )
         rejected = {(b.frame.camera, b.frame.seq): b for b in bad}
         for entry, msg in frames:
             if (b := rejected.get((msg.camera, msg.seq))) is not None:
                 self._deadletter(pipe, entry, b.kind, b.reason)
         for out in (*results, *ends):  # a file's end marker goes after the results of its batch
-            pipe.xadd(self.keys.results(out.camera), out.to_fields(), maxlen=self.config.results_max_len, approximate=True)
+            pipe.xadd(
+                self.keys.results(out.camera),
+                out.to_fields(),
+                maxlen=self.config.results_max_len,
+                approximate=True,
+            )
         self.consumer.ack(entries, pipe)
         pipe.execute()  # results and acks land together, or not at all
         self._count(entries, results)
@@ -143,7 +168,11 @@ class WorkerService:
 
     def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: str, reason: str) -> None:
         log.error("worker: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), reason)
-        add_deadletter(pipe, self.keys.deadletter, deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields))
+        add_deadletter(
+            pipe,
+            self.keys.deadletter,
+            deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields),
+        )
         DEADLETTERS.labels(self.stage, kind).inc()
         self.stats.deadletters += 1
 
@@ -154,14 +183,16 @@ class WorkerService:
         metrics.BATCH_SIZE.observe(len(entries))
         for r in results:
             metrics.FRAMES_PROCESSED.labels(r.camera).inc()
-            self.stats.faces += len(r.boxes)
+            self.stats.faces += len(r.faces)
             for label in r.labels:
                 metrics.FACES.labels(r.camera, label).inc()
 
     def summary(self) -> str:
         s = self.stats
-        return (f"worker: {s.frames} frames in {s.batches} batches, {s.faces} faces, "
-                f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed, {s.skipped} stale skipped")
+        return (
+            f"worker: {s.frames} frames in {s.batches} batches, {s.faces} faces, "
+            f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed, {s.skipped} stale skipped"
+        )
 
 
 def _log_devices() -> None:
@@ -176,4 +207,7 @@ def _log_devices() -> None:
     for gpu in gpus:
         with contextlib.suppress(RuntimeError, ValueError):
             tf.config.experimental.set_memory_growth(gpu, True)
-    log.info("worker: TensorFlow devices: %s", ", ".join(g.name for g in gpus) if gpus else "CPU only (no GPU found)")
+    log.info(
+        "worker: TensorFlow devices: %s",
+        ", ".join(g.name for g in gpus) if gpus else "CPU only (no GPU found)",
+    )

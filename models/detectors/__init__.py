@@ -1,5 +1,5 @@
 """Face detector backends, chosen by the ``type`` field of the detector settings."""
 
-from models.detectors.base import FaceDetector, WeightsError
+from maskwatch.models.detectors.base import FaceDetector, WeightsError
 
 __all__ = ["FaceDetector", "WeightsError"]

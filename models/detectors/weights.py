@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.detectors.base import WeightsError
+from maskwatch.models.detectors.base import WeightsError
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detections import Detections
-from models.detectors.base import WeightsError, require_file
-from models.detectors.nms import nms, resize_long_side
+from maskwatch.models.detections import Detections
+from maskwatch.models.detectors.base import WeightsError, require_file
+from maskwatch.models.detectors.nms import nms, resize_long_side
 
 WEIGHTS_FILE = "face_detection_yunet.onnx"
 

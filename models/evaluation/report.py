@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.analysis import FaceThreshold
-from models.evaluation.ap import match
-from models.evaluation.scenes import SceneReport
-from models.labels import CLASSES
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.analysis import FaceThreshold
+from maskwatch.models.evaluation.ap import match
+from maskwatch.models.evaluation.scenes import SceneReport
 
 TILE = 96
 

@@ -10,10 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.analysis import FaceAnalyzer, FaceThreshold
-from models.evaluation.ap import PRCurve, average_precision, best_f1_threshold, match
-from models.evaluation.voc import SceneImage
-from models.labels import CLASSES
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.analysis import FaceAnalyzer, FaceThreshold
+from maskwatch.models.evaluation.ap import PRCurve, average_precision, best_f1_threshold, match
+from maskwatch.models.evaluation.voc import SceneImage
 
 SMALL_FACE_PX = 32
 MAP_CLASSES = ("with_mask", "without_mask")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.voc import VocImage, read_voc_folder
+from maskwatch.models.training.voc import VocImage, read_voc_folder
 
 
 @dataclass(frozen=True)

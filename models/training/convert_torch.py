@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.detectors.weights import sha256_of
+from maskwatch.models.detectors.weights import sha256_of
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
@@ -122,7 +122,7 @@ def find_mobilenet_v2_checkpoint() -> Path | None:
 def load_torch_mobilenet_v2_into(model, checkpoint: Path, verify_sha256: bool = True) -> int:
     """Copy torchvision MobileNetV2 weights from ``checkpoint`` into a model from
     :func:`build_mobilenet_v2_features` (or one containing it); returns the number of layers set."""
-    from models.training.mobilenet import torch_key_map
+    from maskwatch.models.training.mobilenet import torch_key_map
 
     if verify_sha256 and (digest := sha256_of(checkpoint)) != MOBILENET_V2_SHA256:
         raise ValueError(f"{checkpoint}: sha256 {digest} is not torchvision's mobilenet_v2-b0353104.pth")

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.crops import crop_faces
-from models.labels import CLASSES, canonical_class
+from maskwatch.core.labels import CLASSES, canonical_class
+from maskwatch.models.crops import crop_faces
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def load_scene_crops(
     max_side: int | None = 256,
 ) -> CropSet:
     """Cut every valid ground-truth face box of a VOC folder, as the worker does (``crop_faces``)."""
-    from models.training.voc import read_voc_folder
+    from maskwatch.models.training.voc import read_voc_folder
 
     scenes_dir = Path(scenes_dir)
     images, _ = read_voc_folder(scenes_dir, extra_aliases)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.data import CropSet, load_crops_folder, load_scene_crops
-from models.training.metrics import classification_metrics
-from models.training.splits import load_split
+from maskwatch.models.training.data import CropSet, load_crops_folder, load_scene_crops
+from maskwatch.models.training.metrics import classification_metrics
+from maskwatch.models.training.splits import load_split
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def evaluate_set(classifier, data: CropSet, report_dir: Path | None = None, pref
     metrics["class_counts"] = data.counts()
     metrics["seconds"] = round(seconds, 3)
     if report_dir is not None:
-        from models.training.plots import evaluation_plots
+        from maskwatch.models.training.plots import evaluation_plots
 
         metrics["plots"] = [
             str(p) for p in evaluation_plots(data.labels, probs, metrics, Path(report_dir), prefix)

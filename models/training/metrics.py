@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.labels import CLASSES, is_violation
+from maskwatch.core.labels import CLASSES, is_violation
 
 VIOLATION_COLUMNS = np.array([is_violation(c) for c in CLASSES])
 BINARY_LABELS: tuple[str, str] = ("compliant", "violation")

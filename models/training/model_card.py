@@ -1,6 +1,6 @@
 """Write the model card (``models/mask_classifier.md``) and its metrics JSON from training run folders.
 
-Usage: python -m models.training.model_card --final RUN --model models/mask_classifier.keras
+Usage: python -m maskwatch.models.training.model_card --final RUN --model models/mask_classifier.keras
            [--experiment NAME=RUN ...] [--throughput benchmarks/results/classifier_throughput.json]
 """
 
@@ -12,9 +12,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from models.detectors.weights import sha256_of
-from models.labels import CLASSES
-from models.training.splits import SPLITS_DIR
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.detectors.weights import sha256_of
+from maskwatch.models.training.splits import SPLITS_DIR
 
 
 def _read_run(run: Path) -> dict:

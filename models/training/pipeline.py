@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from models.training.evaluate import evaluate_set, summary_line, write_json
-from models.training.splits import load_split
-from models.training.train import SOURCES, TrainConfig, train
+from maskwatch.models.training.evaluate import evaluate_set, summary_line, write_json
+from maskwatch.models.training.splits import load_split
+from maskwatch.models.training.train import SOURCES, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
 
 def held_out_evaluation(model_path: Path, cfg: TrainConfig, report_dir: Path | None) -> dict[str, dict]:
     """Metrics on the ``test`` part of every source, and on all of any source not trained on."""
-    from models.keras_classifier import KerasMaskClassifier
-    from models.training.data import load_crops_folder, load_scene_crops
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.training.data import load_crops_folder, load_scene_crops
 
     clf = KerasMaskClassifier.load(model_path)
     results = {}
@@ -42,7 +42,7 @@ def train_and_report(cfg: TrainConfig, evaluate: bool = True) -> Path:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     try:
-        from models.training.plots import plot_training_curves
+        from maskwatch.models.training.plots import plot_training_curves
 
         plot_training_curves(out / "history.csv", report)
     except ImportError:

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models.labels import CLASSES  # noqa: E402
-from models.training.metrics import VIOLATION_COLUMNS, roc_curve, violation_probability  # noqa: E402
+from maskwatch.core.labels import CLASSES  # noqa: E402
+from maskwatch.models.training.metrics import VIOLATION_COLUMNS, roc_curve, violation_probability  # noqa: E402
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> Path:

@@ -77,7 +77,7 @@ def make_scenes_split(
     scenes_dir: Path, seed: int = DEFAULT_SEED, splits_dir: Path | None = None, name: str = "scenes"
 ) -> Path:
     """Split a VOC scene folder by image, stratified by the rarest class in each image."""
-    from models.training.voc import read_voc_folder
+    from maskwatch.models.training.voc import read_voc_folder
 
     images, _ = read_voc_folder(scenes_dir)
     groups, strata = {}, {}
@@ -117,7 +117,7 @@ def make_crops_split(
     crops_dir: Path, seed: int = DEFAULT_SEED, splits_dir: Path | None = None, name: str = "crops"
 ) -> Path:
     """Split a class-folder crops set by source image; exact and near-exact duplicates stay together."""
-    from models.training.data import list_crop_images
+    from maskwatch.models.training.data import list_crop_images
 
     items = list_crop_images(crops_dir)
     parent = list(range(len(items)))

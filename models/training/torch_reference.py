@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.training.mobilenet import IMAGENET_MEAN, IMAGENET_STD, INVERTED_RESIDUAL_SETTING, LAST_CHANNELS
+from maskwatch.models.training.mobilenet import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INVERTED_RESIDUAL_SETTING,
+    LAST_CHANNELS,
+)
 
 
 def _conv_bn_relu(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -65,8 +70,8 @@ def verify_conversion(checkpoint: Path, images_rgb: np.ndarray) -> dict[str, flo
 
     ``images_rgb``: (N, S, S, 3) uint8 RGB (S even or odd; both paddings are exercised).
     """
-    from models.training.convert_torch import load_torch_mobilenet_v2_into
-    from models.training.mobilenet import build_mobilenet_v2_features
+    from maskwatch.models.training.convert_torch import load_torch_mobilenet_v2_into
+    from maskwatch.models.training.mobilenet import build_mobilenet_v2_features
 
     net = TorchMobileNetV2().eval()
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.crops import resize_batch
-from models.labels import CLASSES
-from models.training.augment import AugmentConfig, augment_batch, fit_canvas
-from models.training.data import CropSet, load_crops_folder, load_scene_crops
-from models.training.splits import DEFAULT_SEED, load_split
+from maskwatch.core.labels import CLASSES
+from maskwatch.models.crops import resize_batch
+from maskwatch.models.training.augment import AugmentConfig, augment_batch, fit_canvas
+from maskwatch.models.training.data import CropSet, load_crops_folder, load_scene_crops
+from maskwatch.models.training.splits import DEFAULT_SEED, load_split
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,11 @@ def build_classifier_model(cfg: TrainConfig):
     """MobileNetV2 features + dropout + softmax over CLASSES, one flat functional model."""
     import keras
 
-    from models.training.convert_torch import find_mobilenet_v2_checkpoint, load_torch_mobilenet_v2_into
-    from models.training.mobilenet import build_mobilenet_v2_features
+    from maskwatch.models.training.convert_torch import (
+        find_mobilenet_v2_checkpoint,
+        load_torch_mobilenet_v2_into,
+    )
+    from maskwatch.models.training.mobilenet import build_mobilenet_v2_features
 
     backbone = build_mobilenet_v2_features(cfg.input_size)
     if cfg.init == "imagenet":

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.labels import canonical_class
+from maskwatch.core.labels import canonical_class
 
 log = logging.getLogger(__name__)
 

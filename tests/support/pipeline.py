@@ -13,11 +13,13 @@ from typing import Any
 
 import redis
 
-from maskwatch.keys import Keys
-from maskwatch.settings import Settings, load_settings
+from maskwatch.config.settings import Settings, load_settings
+from maskwatch.core.keys import Keys
 
 
-def make_settings(redis_url: str, weights_dir: Path | None = None, cameras: list[dict] | None = None, **extra: Any) -> Settings:
+def make_settings(
+    redis_url: str, weights_dir: Path | None = None, cameras: list[dict] | None = None, **extra: Any
+) -> Settings:
     """Settings for tests: no metrics ports, fast discovery and reclaim."""
     base: dict[str, Any] = {
         "redis_url": redis_url,
@@ -62,7 +64,9 @@ def running(service: Any) -> Iterator[dict[str, Any]]:
         raise outcome["error"]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll until ``predicate()`` is truthy; fail the test with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

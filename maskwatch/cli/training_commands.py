@@ -84,14 +84,14 @@ def register(sub: argparse._SubParsersAction, evaluate_sub: argparse._SubParsers
 
 
 def _shared(arg: Path | None) -> Path:
-    from models.training.data import default_shared_dir
+    from maskwatch.models.training.data import default_shared_dir
 
     return arg if arg is not None else default_shared_dir()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.training.data import DataError
-    from models.training.splits import DEFAULT_SEED, make_crops_split, make_scenes_split
+    from maskwatch.models.training.data import DataError
+    from maskwatch.models.training.splits import DEFAULT_SEED, make_crops_split, make_scenes_split
 
     shared = _shared(args.shared)
     seed = args.seed if args.seed is not None else DEFAULT_SEED
@@ -99,8 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(make_scenes_split(shared / "data" / "scenes", seed))
         print(make_crops_split(shared / "data" / "crops", seed))
         return 0
-    from models.training.pipeline import train_and_report
-    from models.training.train import TrainConfig
+    from maskwatch.models.training.pipeline import train_and_report
+    from maskwatch.models.training.train import TrainConfig
 
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
     cfg = TrainConfig(
@@ -134,16 +134,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_crops(args: argparse.Namespace) -> int:
-    from models.keras_classifier import KerasMaskClassifier
-    from models.training.data import DataError
-    from models.training.evaluate import evaluate_set, load_eval_set, summary_line, write_json
+    from maskwatch.models.keras_classifier import KerasMaskClassifier
+    from maskwatch.models.training.data import DataError
+    from maskwatch.models.training.evaluate import evaluate_set, load_eval_set, summary_line, write_json
 
     if (args.dir is None) == (args.scenes is None):
         print("error: give a crops folder DIR or --scenes DIR (not both)", file=sys.stderr)
         return 2
     margin = args.margin
     if margin is None:
-        from maskwatch.settings import ClassifierSettings
+        from maskwatch.config.settings import ClassifierSettings
 
         margin = ClassifierSettings().margin
     try:

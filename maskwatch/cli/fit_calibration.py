@@ -1,6 +1,6 @@
 """Fit a backend's box calibration on the ``train`` scenes and write ``models/detectors/calibration/<backend>.json``.
 
-    python -m models.detectors.fit_calibration yunet --scenes ../shared/data/scenes --weights-dir ../shared/weights
+    python -m maskwatch.cli.fit_calibration yunet --scenes ../shared/data/scenes --weights-dir ../shared/weights
 
 Only the ``train`` images of ``models/splits/scenes.json`` are used; each detection (at score
 >= 0.3) is paired with the labelled face it overlaps most, when that IoU is at least 0.3.
@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from maskwatch.settings import DetectorSettings
-from models.detectors.calibration import CALIBRATION_DIR, BoxCalibration
-from models.evaluation.ap import iou_matrix
-from models.evaluation.voc import load_scenes
-from models.factory import build_detector
-from models.training.splits import load_split
+from maskwatch.config.settings import DetectorSettings
+from maskwatch.models.detectors.calibration import CALIBRATION_DIR, BoxCalibration
+from maskwatch.models.evaluation.ap import iou_matrix
+from maskwatch.models.evaluation.voc import load_scenes
+from maskwatch.models.training.splits import load_split
+from maskwatch.runtime.model_factory import build_detector
 
 PAIR_IOU = 0.3
 FIT_FLOOR = 0.3

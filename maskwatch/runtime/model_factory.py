@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from maskwatch.settings import ClassifierSettings, DetectorSettings
-from models.analysis import FaceAnalyzer, FaceThreshold
-from models.classifier import MaskClassifier, PlaceholderClassifier
-from models.detectors.base import FaceDetector
+from maskwatch.config.settings import ClassifierSettings, DetectorSettings
+from maskwatch.models.analysis import FaceAnalyzer, FaceThreshold
+from maskwatch.models.classifier import MaskClassifier, PlaceholderClassifier
+from maskwatch.models.detectors.base import FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def resolve_detector_type(settings: DetectorSettings) -> str:
     weights in ``weights_dir``), else MTCNN (a runtime dependency)."""
     if settings.type != "auto":
         return settings.type
-    from models.detectors.weights import weights_ready
+    from maskwatch.models.detectors.weights import weights_ready
 
     return next((kind for kind in AUTO_ORDER if weights_ready(kind, settings.weights_dir)), AUTO_ORDER[-1])
 
@@ -77,27 +77,27 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
     conf = confidence if confidence is not None else settings.confidence
     conf = DEFAULT_CONFIDENCE[kind] if conf is None else conf
     if kind == "opencv-res10":
-        from models.detectors.opencv_res10 import OpenCVRes10Detector
+        from maskwatch.models.detectors.opencv_res10 import OpenCVRes10Detector
 
         detector: FaceDetector = OpenCVRes10Detector(
             settings.weights_dir, conf, settings.input_size, settings.nms_iou
         )
     elif kind == "yunet":
-        from models.detectors.yunet import YuNetDetector
+        from maskwatch.models.detectors.yunet import YuNetDetector
 
         detector = YuNetDetector(
             settings.weights_dir, conf, min(settings.nms_iou, 0.3), settings.upscale_to, settings.downscale_to
         )
     elif kind == "mtcnn":
-        from models.detectors.mtcnn import MTCNNDetector
+        from maskwatch.models.detectors.mtcnn import MTCNNDetector
 
         detector = MTCNNDetector(conf, settings.nms_iou, settings.min_face_size, max_side=settings.max_side)
     elif kind == "blazeface":
-        from models.detectors.blazeface import BlazeFaceDetector
+        from maskwatch.models.detectors.blazeface import BlazeFaceDetector
 
         detector = BlazeFaceDetector(settings.blazeface_variant, conf, min(settings.nms_iou, 0.3))
     elif kind == "retinaface":
-        from models.detectors.retinaface import RetinaFaceDetector
+        from maskwatch.models.detectors.retinaface import RetinaFaceDetector
 
         detector = RetinaFaceDetector(
             conf, settings.nms_iou, settings.max_side, settings.retinaface_upscale_to
@@ -105,13 +105,13 @@ def build_detector(settings: DetectorSettings, confidence: float | None = None) 
     else:
         raise ValueError(f"unknown detector type {settings.type!r}")
     if settings.box_calibration:
-        from models.detectors.calibration import BoxCalibration, CalibratedDetector
+        from maskwatch.models.detectors.calibration import BoxCalibration, CalibratedDetector
 
         calibration = BoxCalibration.for_backend(kind)
         if calibration is not None:
             detector = CalibratedDetector(detector, calibration)
     if settings.test_time_flip:
-        from models.detectors.flip import FlipAugmentedDetector
+        from maskwatch.models.detectors.flip import FlipAugmentedDetector
 
         detector = FlipAugmentedDetector(detector, settings.nms_iou)
     if settings.type == "auto":
@@ -125,7 +125,7 @@ def build_classifier(settings: ClassifierSettings) -> MaskClassifier:
     if settings.type == "placeholder":
         return PlaceholderClassifier()
     if settings.type == "keras":
-        from models.keras_classifier import KerasMaskClassifier
+        from maskwatch.models.keras_classifier import KerasMaskClassifier
 
         return KerasMaskClassifier.load(settings.path, runtime=settings.runtime, threads=settings.threads)
     raise ValueError(f"unknown classifier type {settings.type!r}")

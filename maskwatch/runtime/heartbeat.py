@@ -10,9 +10,9 @@ import time
 
 import redis
 
-from maskwatch.keys import Keys
-from maskwatch.metrics_server import HEARTBEAT
-from maskwatch.settings import Settings
+from maskwatch.config.settings import Settings
+from maskwatch.core.keys import Keys
+from maskwatch.runtime.metrics_server import HEARTBEAT
 
 
 def instance_name(stage: str) -> str:
@@ -45,13 +45,17 @@ class Heartbeat:
 
 def check_alive(settings: Settings, stage: str, instance: str | None = None) -> int:
     """Exit code 0 if a live ``stage`` process (or that ``instance``) has a heartbeat, else 1."""
-    from maskwatch.redis_conn import connect
+    from maskwatch.runtime.redis_conn import connect
 
     keys = Keys(settings.key_prefix)
     client = connect(settings, socket_timeout=5)
     try:
         if instance:
-            found = [keys.heartbeat(stage, instance).encode()] if client.exists(keys.heartbeat(stage, instance)) else []
+            found = (
+                [keys.heartbeat(stage, instance).encode()]
+                if client.exists(keys.heartbeat(stage, instance))
+                else []
+            )
         else:
             found = list(client.scan_iter(match=keys.heartbeat_pattern(stage), count=500))
     except redis.RedisError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from maskwatch.redaction import RedactingFilter
+from maskwatch.core.redaction import RedactingFilter
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -9,8 +9,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from maskwatch.redaction import redact_url
-from maskwatch.settings import Settings
+from maskwatch.config.settings import Settings
+from maskwatch.core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 

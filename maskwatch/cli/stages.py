@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from maskwatch.settings import Settings
+from maskwatch.config.settings import Settings
 
 log = logging.getLogger("maskwatch")
 
@@ -36,15 +36,15 @@ def install_signal_handlers(stop: threading.Event, grace_s: float) -> None:
 def build_stage(name: str, settings: Settings, camera_ids: list[str] | None = None):
     """The service object of stage ``name``, built with its defaults."""
     if name == "ingest":
-        from ingest.service import IngestService
+        from maskwatch.ingest.service import IngestService
 
         return IngestService.from_settings(settings, camera_ids)
     if name == "worker":
-        from worker.service import WorkerService
+        from maskwatch.worker.service import WorkerService
 
         return WorkerService.from_settings(settings)
     if name == "publisher":
-        from publisher.service import PublisherService
+        from maskwatch.publisher.service import PublisherService
 
         return PublisherService.from_settings(settings)
     raise ValueError(f"unknown stage {name!r}")

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from maskwatch.core.faces import UNCLASSIFIED, Faces
 
 SCHEMA_VERSION = 1
-UNCLASSIFIED = "unclassified"
 EVENT_NAMESPACE = uuid.UUID("7a1d7f4e-3d2b-4f5e-9a51-6d61736b7761")
 
 
@@ -148,11 +147,7 @@ def decode_frame_entry(fields: Mapping[bytes, bytes]) -> FrameMessage | EndOfStr
 
 @dataclass(frozen=True)
 class ResultMessage:
-    """Faces found in one frame, as parallel arrays, plus the frame's identity.
-
-    ``boxes`` (N, 4) pixel x1, y1, x2, y2; ``scores`` (N,) detector scores; ``probs`` (N, C)
-    class probabilities in the order of ``classes``; ``labels`` the argmax class names.
-    """
+    """The faces found in one frame (classified, see :class:`Faces`), plus the frame's identity."""
 
     camera: str
     seq: int
@@ -160,38 +155,20 @@ class ResultMessage:
     width: int
     height: int
     processed_ts: float
-    boxes: np.ndarray
-    scores: np.ndarray
-    probs: np.ndarray
-    classes: tuple[str, ...]
+    faces: Faces
     models: dict[str, str] = field(default_factory=dict)
     placeholder: bool = False
     worker: str = ""
     image: bytes | None = None
     encoding: str = "jpeg"
 
-    def __post_init__(self) -> None:
-        n = len(self.boxes)
-        if np.shape(self.boxes) not in ((n, 4), (0,)) or np.shape(self.scores) != (n,):
-            raise ContractError(f"boxes must be (N, 4) and scores (N,), got {np.shape(self.boxes)} and {np.shape(self.scores)}")
-        if n and np.shape(self.probs) != (n, len(self.classes)):
-            raise ContractError(f"probs must be ({n}, {len(self.classes)}), got {np.shape(self.probs)}")
-
     @property
     def labels(self) -> list[str]:
-        """Argmax class per face; ``unclassified`` for every face when the classifier is a placeholder."""
-        if not len(self.boxes):
-            return []
-        if self.placeholder:
-            return [UNCLASSIFIED] * len(self.boxes)
-        return [self.classes[i] for i in np.asarray(self.probs).argmax(axis=1)]
+        """Class per face; ``unclassified`` for every face when the classifier is a placeholder."""
+        return [UNCLASSIFIED] * len(self.faces) if self.placeholder else self.faces.labels
 
     def to_fields(self) -> dict[str, bytes | str]:
-        data = {
-            "boxes": np.round(np.asarray(self.boxes, dtype=float), 1).tolist(),
-            "scores": np.round(np.asarray(self.scores, dtype=float), 4).tolist(),
-            "probs": np.round(np.asarray(self.probs, dtype=float), 5).tolist(),
-            "classes": list(self.classes),
+        data = self.faces.to_wire() | {
             "models": self.models,
             "placeholder": self.placeholder,
             "worker": self.worker,
@@ -216,10 +193,7 @@ class ResultMessage:
     def from_fields(cls, fields: Mapping[bytes, bytes]) -> ResultMessage:
         try:
             data = json.loads(_text(fields, "data"))
-            boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
-            scores = np.asarray(data["scores"], dtype=np.float32).reshape(-1)
-            classes = tuple(data["classes"])
-            probs = np.asarray(data["probs"], dtype=np.float32).reshape(len(boxes), len(classes))
+            faces = Faces.from_wire(data)
         except (ValueError, KeyError, TypeError) as e:
             raise ContractError(f"field 'data' is malformed: {e}") from None
         image = fields.get(b"img")
@@ -230,10 +204,7 @@ class ResultMessage:
             width=_number(fields, "w", int),
             height=_number(fields, "h", int),
             processed_ts=_number(fields, "pts_done"),
-            boxes=boxes,
-            scores=scores,
-            probs=probs,
-            classes=classes,
+            faces=faces,
             models=dict(data.get("models", {})),
             placeholder=bool(data.get("placeholder", False)),
             worker=str(data.get("worker", "")),

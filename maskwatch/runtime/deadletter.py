@@ -26,6 +26,8 @@ def deadletter_fields(
     return out
 
 
-def add_deadletter(pipe: redis.client.Pipeline | redis.Redis, key: str, entry: dict[str, bytes | str]) -> None:
+def add_deadletter(
+    pipe: redis.client.Pipeline | redis.Redis, key: str, entry: dict[str, bytes | str]
+) -> None:
     """Queue the XADD of a dead-letter entry on ``pipe`` (bounded stream)."""
     pipe.xadd(key, entry, maxlen=DEADLETTER_MAX_LEN, approximate=True)

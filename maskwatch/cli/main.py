@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from maskwatch.settings import ConfigError, Settings, load_settings
+from maskwatch.config.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("maskwatch")
 
@@ -18,7 +18,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
-    return load_settings(getattr(args, "config", None), redis_url=getattr(args, "redis_url", None), **overrides)
+    return load_settings(
+        getattr(args, "config", None), redis_url=getattr(args, "redis_url", None), **overrides
+    )
 
 
 def _cmd_validate_config(args: argparse.Namespace) -> int:
@@ -34,14 +36,14 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from maskwatch.lifecycle import run_stage
+    from maskwatch.cli.stages import run_stage
 
     settings = _settings(args)
     return run_stage(args.command, settings, camera_ids=getattr(args, "camera", None))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from maskwatch.runner import run_all
+    from maskwatch.cli.run_all import run_all
 
     cameras = None
     if args.source:
@@ -51,14 +53,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from maskwatch.heartbeat import check_alive
+    from maskwatch.runtime.heartbeat import check_alive
 
     settings = _settings(args)
     return check_alive(settings, args.stage, args.instance)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskwatch", description="Live face-mask analytics for CCTV streams.")
+    parser = argparse.ArgumentParser(
+        prog="maskwatch", description="Live face-mask analytics for CCTV streams."
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -66,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--camera", action="append", metavar="ID", help="Serve only these camera ids (repeatable)")
     p.set_defaults(func=_cmd_stage)
-    for name, text in (("worker", "Detect faces and classify masks in batches"), ("publisher", "Publish events and metrics")):
+    for name, text in (
+        ("worker", "Detect faces and classify masks in batches"),
+        ("publisher", "Publish events and metrics"),
+    ):
         p = sub.add_parser(name, help=text)
         _common(p)
         p.set_defaults(func=_cmd_stage)
@@ -95,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="List or install model weights")
     models_sub = models.add_subparsers(dest="action", required=True)
 
-    from models import detection_commands
-    from models.training import commands as training_commands
+    from maskwatch.cli import models_commands as detection_commands
+    from maskwatch.cli import training_commands
 
     training_commands.register(sub, evaluate_sub)
     detection_commands.register(sub, evaluate_sub, models_sub)
@@ -106,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``maskwatch`` console script."""
     args = build_parser().parse_args(argv)
-    from maskwatch.logs import setup_logging
+    from maskwatch.runtime.logs import setup_logging
 
     setup_logging(args.log_level or "INFO")
     try:

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from maskwatch.settings import ClassifierSettings, ConfigError, DetectorSettings, Settings, load_settings
+from maskwatch.config.settings import (
+    ClassifierSettings,
+    ConfigError,
+    DetectorSettings,
+    Settings,
+    load_settings,
+)
 
 DETECTOR_TYPES = ("auto", "mtcnn", "yunet", "opencv-res10", "blazeface", "retinaface")
 EVAL_FLOOR = {"mtcnn": 0.3, "yunet": 0.3, "opencv-res10": 0.1, "blazeface": 0.3, "retinaface": 0.1}
@@ -88,17 +94,17 @@ def _fail(message: str) -> int:
 def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from models.detectors.base import WeightsError
-    from models.evaluation.report import write_pr_curves, write_worst_misses
-    from models.evaluation.scenes import compute_metrics, run_models
-    from models.evaluation.voc import load_scenes
-    from models.factory import build_analyzer, face_threshold, resolve_detector_type
+    from maskwatch.models.detectors.base import WeightsError
+    from maskwatch.models.evaluation.report import write_pr_curves, write_worst_misses
+    from maskwatch.models.evaluation.scenes import compute_metrics, run_models
+    from maskwatch.models.evaluation.voc import load_scenes
+    from maskwatch.runtime.model_factory import build_analyzer, face_threshold, resolve_detector_type
 
     settings = _settings(args)
     det_settings = _detector_settings(args, settings.detector)
     only = None
     if args.split != "all":
-        from models.training.splits import load_split
+        from maskwatch.models.training.splits import load_split
 
         only = load_split("scenes")[args.split]
     try:
@@ -148,8 +154,8 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    from models.detectors.weights import DETECTORS, file_states, package_file_state, weights_ready
-    from models.factory import resolve_detector_type
+    from maskwatch.models.detectors.weights import DETECTORS, file_states, package_file_state, weights_ready
+    from maskwatch.runtime.model_factory import resolve_detector_type
 
     settings = _settings(args)
     weights_dir = args.weights_dir or settings.detector.weights_dir
@@ -177,8 +183,8 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_fetch(args: argparse.Namespace) -> int:
-    from models.detectors.base import WeightsError
-    from models.detectors.weights import install
+    from maskwatch.models.detectors.base import WeightsError
+    from maskwatch.models.detectors.weights import install
 
     settings = _settings(args)
     weights_dir = args.weights_dir or settings.detector.weights_dir
@@ -189,7 +195,7 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
     for p in paths:
         print(f"installed {p} (sha256 verified)")
     if settings.detector.type == "auto":
-        from models.factory import resolve_detector_type
+        from maskwatch.runtime.model_factory import resolve_detector_type
 
         det = settings.detector.model_copy(update={"weights_dir": weights_dir})
         print(f"detector.type 'auto' uses {resolve_detector_type(det)} (the worker logs the detector in use)")
@@ -197,9 +203,9 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from models.detect_files import InputError, detect_paths
-    from models.detectors.base import WeightsError
-    from models.factory import build_analyzer
+    from maskwatch.models.detect_files import InputError, detect_paths
+    from maskwatch.models.detectors.base import WeightsError
+    from maskwatch.runtime.model_factory import build_analyzer
 
     settings = _settings(args)
     try:

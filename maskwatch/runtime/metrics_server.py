@@ -12,11 +12,19 @@ log = logging.getLogger(__name__)
 UP = Gauge("maskwatch_process_up", "1 while this stage's loop runs", ["stage"])
 REDIS_ERRORS = Counter("maskwatch_redis_errors_total", "Redis connection errors survived", ["stage"])
 HEARTBEAT = Gauge("maskwatch_heartbeat_timestamp_seconds", "Unix time of the last heartbeat", ["stage"])
-STREAM_LAG = Gauge("maskwatch_stream_lag_messages", "Entries not yet delivered to the consumer group", ["stream", "camera"])
-STREAM_PENDING = Gauge("maskwatch_stream_pending_messages", "Entries delivered but not acknowledged", ["stream", "camera"])
+STREAM_LAG = Gauge(
+    "maskwatch_stream_lag_messages", "Entries not yet delivered to the consumer group", ["stream", "camera"]
+)
+STREAM_PENDING = Gauge(
+    "maskwatch_stream_pending_messages", "Entries delivered but not acknowledged", ["stream", "camera"]
+)
 STREAMS = Gauge("maskwatch_consumed_streams", "Camera streams this process consumes", ["stream"])
-RECLAIMED = Counter("maskwatch_reclaimed_total", "Messages reclaimed from dead consumers", ["stream", "camera"])
-DEADLETTERS = Counter("maskwatch_deadletter_total", "Messages sent to the dead-letter stream", ["stage", "reason"])
+RECLAIMED = Counter(
+    "maskwatch_reclaimed_total", "Messages reclaimed from dead consumers", ["stream", "camera"]
+)
+DEADLETTERS = Counter(
+    "maskwatch_deadletter_total", "Messages sent to the dead-letter stream", ["stage", "reason"]
+)
 
 _started: set[int] = set()
 _lock = threading.Lock()

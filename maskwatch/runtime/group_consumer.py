@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import redis
 
-from maskwatch import metrics_server as metrics
-from maskwatch.keys import Keys
+from maskwatch.core.keys import Keys
+from maskwatch.runtime import metrics_server as metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ class StreamGroupConsumer:
             return
         self._next_discovery = now + self.discovery_interval_s
         found = {self.stream_key(c.decode()) for c in self.client.smembers(self.keys.cameras)}
-        found |= {k.decode() for k in self.client.scan_iter(match=f"{self.keys.prefix}{self.kind}:*", count=1000)}
+        found |= {
+            k.decode() for k in self.client.scan_iter(match=f"{self.keys.prefix}{self.kind}:*", count=1000)
+        }
         for key in sorted(found - self.streams):
             try:
                 self.client.xgroup_create(key, self.group, id="0", mkstream=True)
@@ -104,7 +106,9 @@ class StreamGroupConsumer:
         start_id = "0" if self._read_own_pending else ">"
         streams = {s: start_id for s in sorted(self.streams)}
         try:
-            reply = self.client.xreadgroup(self.group, self.consumer, streams, count=count, block=block_ms or None)
+            reply = self.client.xreadgroup(
+                self.group, self.consumer, streams, count=count, block=block_ms or None
+            )
         except redis.ResponseError as e:
             if "NOGROUP" in str(e):
                 log.warning("%s: consumer group missing (Redis restarted?); re-creating", self.consumer)
@@ -130,7 +134,9 @@ class StreamGroupConsumer:
         out: list[Entry] = []
         for stream in sorted(self.streams):
             try:
-                reply = self.client.xautoclaim(stream, self.group, self.consumer, self.claim_idle_ms, "0-0", count=count)
+                reply = self.client.xautoclaim(
+                    stream, self.group, self.consumer, self.claim_idle_ms, "0-0", count=count
+                )
             except redis.ResponseError as e:
                 if "NOGROUP" in str(e):
                     self.reset()
@@ -144,7 +150,12 @@ class StreamGroupConsumer:
             if got:
                 camera = self.keys.camera_of(stream)
                 metrics.RECLAIMED.labels(self.kind, camera).inc(len(got))
-                log.warning("%s: reclaimed %d message(s) of %s left by a dead consumer", self.consumer, len(got), stream)
+                log.warning(
+                    "%s: reclaimed %d message(s) of %s left by a dead consumer",
+                    self.consumer,
+                    len(got),
+                    stream,
+                )
             out += got
             if len(out) >= count:
                 break

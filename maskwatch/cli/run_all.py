@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from maskwatch.lifecycle import build_stage, install_signal_handlers
-from maskwatch.private_redis import RedisServer
-from maskwatch.settings import Settings
+from maskwatch.cli.stages import build_stage, install_signal_handlers
+from maskwatch.config.settings import Settings
+from maskwatch.runtime.private_redis import RedisServer
 
 log = logging.getLogger("maskwatch")
 
@@ -32,20 +32,32 @@ class _JsonLines:
         self.file.close()
 
 
-def run_all(settings: Settings, exit_when_done: bool = True, results_json: str | None = None,
-            stop: threading.Event | None = None) -> int:
+def run_all(
+    settings: Settings,
+    exit_when_done: bool = True,
+    results_json: str | None = None,
+    stop: threading.Event | None = None,
+) -> int:
     """Run all three stages; with only file sources, return once every frame's event is published."""
     if not settings.cameras:
-        print("maskwatch run: no camera configured: pass --source URL or --config FILE with `cameras:`", file=sys.stderr)
+        print(
+            "maskwatch run: no camera configured: pass --source URL or --config FILE with `cameras:`",
+            file=sys.stderr,
+        )
         return 2
     server = None
     if settings.redis_url is None:
         if shutil.which("redis-server"):
             server = RedisServer(unix_socket=True).start()
             settings.redis_url = SecretStr(server.url)
-            log.info("run: no Redis URL configured; started a private redis-server at %s (no persistence)", server.url)
+            log.info(
+                "run: no Redis URL configured; started a private redis-server at %s (no persistence)",
+                server.url,
+            )
         else:
-            log.info("run: no Redis URL configured and no redis-server on PATH; using redis://127.0.0.1:6379/0")
+            log.info(
+                "run: no Redis URL configured and no redis-server on PATH; using redis://127.0.0.1:6379/0"
+            )
     sink = _JsonLines(results_json) if results_json else None
     own_signals = stop is None
     stop = stop or threading.Event()
@@ -68,7 +80,9 @@ def run_all(settings: Settings, exit_when_done: bool = True, results_json: str |
             log.info("run: private redis-server stopped")
 
 
-def _supervise(services: dict[str, Any], settings: Settings, stop: threading.Event, exit_when_done: bool) -> int:
+def _supervise(
+    services: dict[str, Any], settings: Settings, stop: threading.Event, exit_when_done: bool
+) -> int:
     stops = {name: threading.Event() for name in services}
     summaries: dict[str, str] = {}
 
@@ -93,5 +107,8 @@ def _supervise(services: dict[str, Any], settings: Settings, stop: threading.Eve
         stops[name].set()
         threads[name].join(timeout=settings.shutdown_grace_s)
     failed = [r.camera.id for r in ingest.readers if r.state.value == "failed"]
-    log.info("run: %s | %s | %s", *(summaries.get(n, f"{n}: did not stop") for n in ("ingest", "worker", "publisher")))
+    log.info(
+        "run: %s | %s | %s",
+        *(summaries.get(n, f"{n}: did not stop") for n in ("ingest", "worker", "publisher")),
+    )
     return 1 if failed else 0

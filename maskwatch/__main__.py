@@ -1,0 +1,5 @@
+import sys
+
+from maskwatch.cli.main import main
+
+sys.exit(main())

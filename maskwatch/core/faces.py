@@ -1,0 +1,178 @@
+"""The faces of one frame: one type from the detector to the clip (the supervision ``Detections`` style).
+
+Parallel numpy arrays, validated once at construction; row ``i`` of every array is face ``i``.
+A ``Faces`` is immutable: slicing (``faces[mask]``) and the ``with_*`` methods return new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+UNCLASSIFIED = "unclassified"
+NO_TRACK = -1
+
+
+def _rows(name: str, value: Any, shape: tuple[int, ...], dtype: type, n: int | None) -> np.ndarray:
+    """``value`` as an array of ``(N, *shape)``; the error names the expected shape."""
+    arr = np.asarray(value, dtype=dtype)
+    if arr.size == 0 and n in (None, 0):
+        return np.zeros((0, *shape), dtype)
+    if arr.ndim != 1 + len(shape) or arr.shape[1:] != shape or (n is not None and arr.shape[0] != n):
+        want = ", ".join(["N" if n is None else str(n), *map(str, shape)])
+        raise ValueError(f"Faces.{name} must be ({want}), got {arr.shape}")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Faces:
+    """``N`` faces of one frame.
+
+    - ``boxes`` (N, 4) float32 pixel ``x1, y1, x2, y2``; ``scores`` (N,) float32 detector scores;
+    - ``probs`` (N, C) float32 class probabilities in the order of ``classes``, or None before
+      classification; ``class_ids`` (N,) int, the argmax (or -1 where unclassified);
+    - ``track_ids`` (N,) int64, ``-1`` where no tracker has assigned one;
+    - ``landmarks`` (N, 5, 2) float32 pixel points, or None.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    probs: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+    class_ids: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        boxes = _rows("boxes", self.boxes, (4,), np.float32, None)
+        n = boxes.shape[0]
+        set_ = object.__setattr__
+        set_(self, "boxes", boxes)
+        set_(self, "scores", _rows("scores", self.scores, (), np.float32, n))
+        set_(self, "classes", tuple(self.classes))
+        if self.probs is not None:
+            set_(self, "probs", _rows("probs", self.probs, (len(self.classes),), np.float32, n))
+        if self.class_ids is None:
+            ids = self.probs.argmax(axis=1) if self.probs is not None and n else np.full(n, -1)
+            set_(self, "class_ids", ids.astype(np.int64))
+        else:
+            set_(self, "class_ids", _rows("class_ids", self.class_ids, (), np.int64, n))
+        if self.track_ids is None:
+            set_(self, "track_ids", np.full(n, NO_TRACK, np.int64))
+        else:
+            set_(self, "track_ids", _rows("track_ids", self.track_ids, (), np.int64, n))
+        if self.landmarks is not None:
+            set_(self, "landmarks", _rows("landmarks", self.landmarks, (5, 2), np.float32, n))
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def empty(cls, classes: Sequence[str] = ()) -> Faces:
+        """No faces (with ``classes`` for an empty classified frame)."""
+        probs = np.zeros((0, len(classes)), np.float32) if classes else None
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), probs, tuple(classes))
+
+    @classmethod
+    def merge(cls, parts: Sequence[Faces]) -> Faces:
+        """Concatenate faces of the same frame (e.g. from several passes); optional arrays are kept
+        only when every part has them."""
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+        classes = parts[0].classes
+        probs = cat("probs") if all(p.classes == classes for p in parts) else None
+        return cls(
+            np.concatenate([p.boxes for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            probs,
+            classes if probs is not None else (),
+            track_ids=cat("track_ids"),
+            landmarks=cat("landmarks"),
+        )
+
+    def with_probs(self, probs: np.ndarray, classes: Sequence[str]) -> Faces:
+        """These faces classified: ``probs`` (N, C) in the order of ``classes``."""
+        return replace(self, probs=probs, classes=tuple(classes), class_ids=None)
+
+    def with_track_ids(self, track_ids: np.ndarray | Sequence[int]) -> Faces:
+        """These faces with tracker ids filled in."""
+        return replace(self, track_ids=np.asarray(track_ids, np.int64))
+
+    # --- access -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def __iter__(self) -> Iterator[Faces]:
+        for i in range(len(self)):
+            yield self[i : i + 1]
+
+    def __getitem__(self, index: np.ndarray | slice | int | Sequence[int]) -> Faces:
+        """The faces selected by a boolean mask, an index array or a slice."""
+        if isinstance(index, int | np.integer):
+            index = slice(int(index), int(index) + 1) if index != -1 else slice(-1, None)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return Faces(
+            self.boxes[index],
+            self.scores[index],
+            take(self.probs),
+            self.classes,
+            take(self.class_ids),
+            take(self.track_ids),
+            take(self.landmarks),
+        )
+
+    @property
+    def classified(self) -> bool:
+        """True when ``probs`` are present."""
+        return self.probs is not None
+
+    @property
+    def labels(self) -> list[str]:
+        """The class name of each face; ``unclassified`` where there is none."""
+        assert self.class_ids is not None
+        return [
+            self.classes[i] if 0 <= i < len(self.classes) else UNCLASSIFIED for i in self.class_ids.tolist()
+        ]
+
+    @property
+    def areas(self) -> np.ndarray:
+        """(N,) box areas in square pixels."""
+        return (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+
+    def clip(self, width: int, height: int) -> Faces:
+        """Boxes clipped to a ``width`` × ``height`` frame; boxes left with no area are dropped."""
+        boxes = self.boxes.copy()
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+        return replace(self, boxes=boxes)[keep]
+
+    # --- wire form ----------------------------------------------------------------------------
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready parallel lists carried in a result message (``boxes scores probs classes``)."""
+        probs = self.probs if self.probs is not None else np.zeros((len(self), len(self.classes)), np.float32)
+        return {
+            "boxes": np.round(self.boxes.astype(float), 1).tolist(),
+            "scores": np.round(self.scores.astype(float), 4).tolist(),
+            "probs": np.round(probs.astype(float), 5).tolist(),
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Faces:
+        """Inverse of :meth:`to_wire`; raises ``ValueError``/``KeyError``/``TypeError`` on bad data."""
+        classes = tuple(str(c) for c in data["classes"])
+        boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
+        probs = np.asarray(data["probs"], dtype=np.float32).reshape(len(boxes), len(classes))
+        return cls(boxes, np.asarray(data["scores"], dtype=np.float32).reshape(-1), probs, classes)
