@@ -13,11 +13,13 @@ import redis
 
 from maskwatch.config.settings import CameraConfig
 from maskwatch.core.contracts import EndOfStream, FrameMessage
+from maskwatch.core.errors import ErrorKind, SourceError
 from maskwatch.ingest import metrics
 from maskwatch.ingest.backoff import Backoff
 from maskwatch.ingest.frame_sink import FrameSink
 from maskwatch.ingest.sampling import FpsSampler
-from maskwatch.ingest.source import SourceError, iter_frames
+from maskwatch.ingest.source import iter_frames
+from maskwatch.runtime.metrics_server import REDIS_ERRORS
 from maskwatch.runtime.redis_conn import REDIS_DOWN
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,35 @@ class CameraReader:
     """Runs one camera on its own thread so a slow or dead camera never slows the others."""
 
     def __init__(
-        self, camera: CameraConfig, sink: FrameSink, backoff: Backoff, stop: threading.Event
+        self,
+        camera: CameraConfig,
+        sink: FrameSink,
+        backoff: Backoff,
+        stop: threading.Event,
+        redis_retry_s: float,
     ) -> None:
+        """``redis_retry_s``: pause between attempts while Redis is unreachable (``ingest.redis_retry_s``)."""
         self.camera, self.sink, self.backoff, self.stop = camera, sink, backoff, stop
+        self.redis_retry_s = redis_retry_s
         self.state = CameraState.STOPPED
         self.stats = CameraStats()
         self.seq = 0
         self._encode_params = [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
         self._policy = camera.effective_drop_policy
-        self.thread = threading.Thread(target=self.run, name=f"camera-{camera.id}", daemon=True)
+        self.thread = threading.Thread(target=self._run_thread, name=f"camera-{camera.id}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
+
+    def _run_thread(self) -> None:
+        try:
+            self.run()
+        except Exception as e:  # a bug or a local fault (disk, memory): this camera stops, visibly
+            cam = self.camera.id
+            self.stats.last_error = f"camera {cam}: reader stopped: {type(e).__name__}: {e}"
+            metrics.ERRORS.labels(cam, ErrorKind.ERROR).inc()
+            log.exception("%s", self.stats.last_error)
+            self._set_state(CameraState.FAILED)
 
     def run(self) -> None:
         """Read until the file ends, the camera fails for good, or ``stop`` is set."""
@@ -91,7 +110,7 @@ class CameraReader:
                     self._end(first_seq, reason=f"error: {e.kind}")
                     return
             except REDIS_DOWN as e:
-                self._failed(SourceError(f"camera {cam.id}: Redis unreachable: {e}", "redis"))
+                self._failed(SourceError(f"camera {cam.id}: Redis unreachable: {e}", ErrorKind.REDIS))
             else:
                 if self.stop.is_set():
                     break
@@ -102,7 +121,7 @@ class CameraReader:
                     return
                 if cam.loop:
                     continue
-                self._failed(SourceError(f"camera {cam.id}: stream ended", "ended"))
+                self._failed(SourceError(f"camera {cam.id}: stream ended", ErrorKind.ENDED))
             self._set_state(CameraState.BACKOFF)
             delay = self.backoff.wait(self.stop)
             self.stats.reconnects += 1
@@ -145,7 +164,7 @@ class CameraReader:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
         if not ok:
-            raise SourceError(f"camera {cam.id}: JPEG encoding failed", "encode")
+            raise SourceError(f"camera {cam.id}: JPEG encoding failed", ErrorKind.ENCODE)
         msg = FrameMessage(
             cam.id,
             self.seq,
@@ -173,7 +192,7 @@ class CameraReader:
                 return self.sink.register(self.camera.id)
             except REDIS_DOWN as e:
                 log.warning("camera %s: Redis unreachable (%s); retrying", self.camera.id, e)
-                self.stop.wait(1.0)
+                self.stop.wait(self.redis_retry_s)
         return 0
 
     def _end(self, first_seq: int, reason: str) -> None:
@@ -188,7 +207,7 @@ class CameraReader:
                 log.warning(
                     "camera %s: Redis unreachable writing end of file (%s); retrying", self.camera.id, e
                 )
-                self.stop.wait(1.0)
+                self.stop.wait(self.redis_retry_s)
 
     def _failed(self, err: SourceError) -> None:
         self.stats.last_error = str(err)
@@ -206,5 +225,6 @@ class CameraReader:
         log.info("camera %s: %s", cam, state.value)
         try:
             self.sink.set_state(cam, state=state.value, since=time.time(), reconnects=self.stats.reconnects)
-        except (redis.RedisError, *REDIS_DOWN):
-            pass
+        except redis.RedisError as e:  # the state hash is informative: the camera carries on without it
+            REDIS_ERRORS.labels("ingest").inc()
+            log.warning("camera %s: could not record state %s in Redis: %s", cam, state.value, e)

@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from maskwatch.config.settings import Settings
 from maskwatch.core.contracts import EndOfStream, FrameMessage
 from maskwatch.core.keys import Keys
 
@@ -19,9 +20,23 @@ class FrameSink:
     frames and its length is the backlog.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, max_len: int, max_backlog: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, max_len: int, max_backlog: int, poll_max_s: float
+    ) -> None:
         self.client, self.keys = client, keys
-        self.max_len, self.max_backlog = max_len, max_backlog
+        self.max_len, self.max_backlog, self.poll_max_s = max_len, max_backlog, poll_max_s
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> FrameSink:
+        """The sink of the ``ingest`` section: stream bound, file backlog and its polling."""
+        cfg = settings.ingest
+        return cls(
+            client,
+            Keys(settings.key_prefix),
+            cfg.stream_max_len,
+            cfg.file_max_backlog,
+            cfg.backlog_poll_max_s,
+        )
 
     def register(self, camera: str) -> int:
         """Announce the camera to workers; return the next sequence number (continues after restarts)."""
@@ -63,5 +78,5 @@ class FrameSink:
         delay = 0.005
         while self.client.xlen(key) >= self.max_backlog and not stop.is_set():
             stop.wait(delay)
-            delay = min(0.1, delay * 2)
+            delay = min(self.poll_max_s, delay * 2)
         return time.monotonic() - start

@@ -10,10 +10,6 @@ class FpsSampler:
         self.period = 1.0 / fps
         self._next: float | None = None
 
-    def reset(self) -> None:
-        """Forget the grid (after a reconnect, timestamps start over)."""
-        self._next = None
-
     def keep(self, time_s: float) -> bool:
         """True if the frame at ``time_s`` is kept."""
         if self._next is None or time_s < self._next - 10 * self.period:  # first frame, or time jumped back

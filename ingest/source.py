@@ -10,15 +10,9 @@ import av
 import av.error
 
 from maskwatch.config.settings import CameraConfig
+from maskwatch.core.errors import ErrorKind, SourceError
 
-
-class SourceError(Exception):
-    """The source cannot be read. ``retryable`` is False for broken files (not a video, missing)."""
-
-    def __init__(self, message: str, kind: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.retryable = retryable
+__all__ = ["DecodedFrame", "SourceError", "classify_error", "iter_frames", "open_options"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +43,18 @@ def classify_error(err: BaseException, camera: CameraConfig) -> SourceError:
     if isinstance(err, SourceError):
         return err
     if isinstance(err, av.error.InvalidDataError):
-        return SourceError(f"{where}: not a readable video (invalid data)", "invalid_data", retryable=live)
+        return SourceError(
+            f"{where}: not a readable video (invalid data)", ErrorKind.INVALID_DATA, retryable=live
+        )
     if isinstance(err, av.error.FileNotFoundError | FileNotFoundError):
-        return SourceError(f"{where}: no such file", "not_found", retryable=live)
+        return SourceError(f"{where}: no such file", ErrorKind.NOT_FOUND, retryable=live)
     if isinstance(err, av.error.ExitError | av.error.TimeoutError | TimeoutError):
-        return SourceError(f"{where}: timed out (no data)", "timeout")
+        return SourceError(f"{where}: timed out (no data)", ErrorKind.TIMEOUT)
     if isinstance(err, av.error.ConnectionRefusedError | ConnectionRefusedError):
-        return SourceError(f"{where}: connection refused", "refused")
+        return SourceError(f"{where}: connection refused", ErrorKind.REFUSED)
     if isinstance(err, av.error.HTTPError):
-        return SourceError(f"{where}: HTTP error: {err}", "http")
-    return SourceError(f"{where}: {type(err).__name__}: {err}", "error")
+        return SourceError(f"{where}: HTTP error: {err}", ErrorKind.HTTP)
+    return SourceError(f"{where}: {type(err).__name__}: {err}", ErrorKind.ERROR)
 
 
 def iter_frames(camera: CameraConfig) -> Iterator[DecodedFrame]:
@@ -67,11 +63,13 @@ def iter_frames(camera: CameraConfig) -> Iterator[DecodedFrame]:
     if not camera.is_live and "://" not in url:
         if not os.path.exists(url):
             raise SourceError(
-                f"camera {camera.id}: no such file: {camera.safe_url}", "not_found", retryable=False
+                f"camera {camera.id}: no such file: {camera.safe_url}", ErrorKind.NOT_FOUND, retryable=False
             )
         if os.path.getsize(url) == 0:
             raise SourceError(
-                f"camera {camera.id}: file is empty: {camera.safe_url}", "invalid_data", retryable=False
+                f"camera {camera.id}: file is empty: {camera.safe_url}",
+                ErrorKind.INVALID_DATA,
+                retryable=False,
             )
     try:
         container = av.open(
@@ -82,7 +80,9 @@ def iter_frames(camera: CameraConfig) -> Iterator[DecodedFrame]:
     try:
         if not container.streams.video:
             raise SourceError(
-                f"camera {camera.id}: source has no video stream", "no_video", retryable=camera.is_live
+                f"camera {camera.id}: source has no video stream",
+                ErrorKind.NO_VIDEO,
+                retryable=camera.is_live,
             )
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -94,7 +94,9 @@ def iter_frames(camera: CameraConfig) -> Iterator[DecodedFrame]:
             yield DecodedFrame(frame, float(t))
         if index == 0:
             raise SourceError(
-                f"camera {camera.id}: no decodable frame in source", "invalid_data", retryable=camera.is_live
+                f"camera {camera.id}: no decodable frame in source",
+                ErrorKind.INVALID_DATA,
+                retryable=camera.is_live,
             )
     except SourceError:
         raise

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 
 from maskwatch.config.settings import PublisherSettings, Settings
-from maskwatch.core.contracts import ContractError, EndOfStream, ResultMessage, decode_result_entry
+from maskwatch.core.contracts import EndOfStream, ResultMessage, decode_result_entry
+from maskwatch.core.errors import ContractError
 from maskwatch.core.keys import Keys
+from maskwatch.core.labels import VIOLATION_CLASSES
 from maskwatch.publisher import metrics
 from maskwatch.publisher.events import frame_event
 from maskwatch.publisher.sink import EventSink
@@ -20,8 +22,9 @@ from maskwatch.publisher.violations import ViolationMonitor
 from maskwatch.runtime.deadletter import add_deadletter, deadletter_fields
 from maskwatch.runtime.group_consumer import Entry, StreamGroupConsumer
 from maskwatch.runtime.heartbeat import Heartbeat, instance_name
-from maskwatch.runtime.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
-from maskwatch.runtime.redis_conn import REDIS_DOWN, connect, wait_for_redis
+from maskwatch.runtime.metrics_server import DEADLETTERS
+from maskwatch.runtime.redis_conn import REDIS_DOWN, connect
+from maskwatch.runtime.stage import Every, LoopOptions, Stage
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ class Monitor(Protocol):
     """Turns new results into violation documents (``publisher.violations``)."""
 
     def observe(self, result: ResultMessage) -> list[dict[str, Any]]: ...
+
+    def end_of_stream(self, camera: str) -> list[dict[str, Any]]: ...
 
     def tick(self, now: float) -> list[dict[str, Any]]: ...
 
@@ -46,7 +51,7 @@ class PublisherStats:
     ended: dict[str, EndOfStream] = field(default_factory=dict)
 
 
-class PublisherService:
+class PublisherService(Stage):
     """Consumes every results stream through one group and publishes each frame's event once."""
 
     stage = "publisher"
@@ -59,84 +64,94 @@ class PublisherService:
         sink: EventSink,
         heartbeat: Heartbeat,
         config: PublisherSettings,
+        options: LoopOptions,
         monitor: Monitor | None = None,
-        on_event: Any = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        violation_classes: Collection[str] = VIOLATION_CLASSES,
     ) -> None:
-        self.client, self.keys, self.consumer, self.sink = client, keys, consumer, sink
-        self.heartbeat, self.config, self.monitor = heartbeat, config, monitor
-        self.on_event = on_event
+        super().__init__(client, heartbeat, options)
+        self.keys, self.consumer, self.sink = keys, consumer, sink
+        self.config, self.monitor, self.on_event = config, monitor, on_event
         self.stats = PublisherStats()
+        self.violation_classes = frozenset(violation_classes)  # what a frame event counts as violations
+        self._tick = Every(config.tick_interval_s)
+        self._lag_metrics = Every(config.lag_metrics_interval_s)
 
     @classmethod
-    def from_settings(cls, settings: Settings, on_event: Any = None) -> PublisherService:
+    def from_settings(
+        cls, settings: Settings, on_event: Callable[[dict[str, Any]], None] | None = None
+    ) -> PublisherService:
+        """The publisher the settings describe; ``on_event`` also receives every frame event."""
         cfg = settings.publisher
         name = cfg.consumer or instance_name(cls.stage)
         client = connect(settings)
         keys = Keys(settings.key_prefix)
-        consumer = StreamGroupConsumer(client, keys, "results", cfg.group, name, cfg.claim_idle_ms, 2.0)
-        hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
+        consumer = StreamGroupConsumer(
+            client, keys, "results", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s
+        )
+        hb = Heartbeat.from_settings(client, settings, cls.stage, name)
         monitor = ViolationMonitor.from_settings(settings) if settings.violations.enabled else None
-        return cls(client, keys, consumer, EventSink(client, cfg.dedup_ttl_s), hb, cfg, monitor, on_event)
+        options = LoopOptions.from_settings(settings, cls.stage)
+        sink = EventSink(client, cfg.dedup_ttl_s)
+        classes = settings.violations.violation_classes
+        return cls(
+            client, keys, consumer, sink, hb, cfg, options, monitor, on_event, violation_classes=classes
+        )
 
     def done(self, cameras: list[str]) -> bool:
         """True when each camera's file has ended and all its frames have been published."""
         s = self.stats
         return all(c in s.ended and s.published_by_camera.get(c, 0) >= s.ended[c].frames for c in cameras)
 
-    def run(self, stop: threading.Event) -> str:
-        """Loop until ``stop``; then let the monitor finish its clips until the grace deadline."""
-        serve_metrics(self.config.metrics_port, self.stage)
-        UP.labels(self.stage).set(1)
-        next_tick = next_lag = 0.0
-        while not stop.is_set():
-            try:
-                self.heartbeat.beat(events=self.stats.events)
-                self.consumer.discover()
-                self.step(block_ms=200)
-                now = time.monotonic()
-                if self.monitor and now >= next_tick:
-                    self._publish_docs(self.monitor.tick(time.time()))
-                    next_tick = now + 0.5
-                if now >= next_lag:
-                    self.consumer.update_lag_metrics()
-                    next_lag = now + 2.0
-            except REDIS_DOWN as e:
-                REDIS_ERRORS.labels(self.stage).inc()
-                log.warning("publisher: Redis connection lost (%s)", e)
-                if wait_for_redis(self.client, stop.is_set, self.stage):
-                    self.consumer.reset()
-        self.close(time.time() + 10.0)
-        UP.labels(self.stage).set(0)
-        self.heartbeat.clear()
-        return self.summary()
+    def heartbeat_info(self) -> dict[str, int]:
+        return {"events": self.stats.events}
+
+    def on_reconnect(self) -> None:
+        self.consumer.reset()
+
+    def on_stop(self, deadline: float) -> None:
+        """Let the monitor finish its clips until ``deadline`` (``shutdown_grace_s`` after the stop)."""
+        self.close(time.time() + max(0.0, deadline - time.monotonic()))
 
     def close(self, deadline: float) -> None:
-        """Finish the monitor's work in flight (clips) and publish what it returns."""
+        """Finish the monitor's work in flight (clips) by ``deadline`` (Unix time); publish what it returns."""
         if self.monitor:
             try:
                 self._publish_docs(self.monitor.close(deadline))
             except REDIS_DOWN as e:
                 log.error("publisher: could not publish final documents: %s", e)
 
-    def step(self, block_ms: int = 200) -> int:
-        """Handle one read of results; returns the number of entries handled."""
+    def step(self, block_ms: int | None = None) -> int:
+        """Handle one read of results (blocking up to ``block_ms``, default the configured one) and the
+        monitor's periodic tick; returns the number of entries handled."""
+        self.consumer.discover()
+        handled = self._handle(self.options.block_ms if block_ms is None else block_ms)
+        if self.monitor and self._tick.due():
+            self._publish_docs(self.monitor.tick(time.time()))
+        if self._lag_metrics.due():
+            self.consumer.update_lag_metrics()
+        return handled
+
+    def _handle(self, block_ms: int) -> int:
         entries = self.consumer.read(self.config.read_count, block_ms)
         if not entries:
             return 0
         results: list[ResultMessage] = []
+        ended: list[str] = []  # cameras whose file ended: their tracks end after their last results
         pipe = self.client.pipeline(transaction=False)
         for entry in entries:
             try:
                 msg = decode_result_entry(entry.fields)
             except ContractError as e:
-                self._deadletter(entry, str(e))
+                self._deadletter(entry, e)
                 continue
             if isinstance(msg, EndOfStream):
                 self.stats.ended[msg.camera] = msg
+                ended.append(msg.camera)
                 log.info("publisher: camera %s ended (%d frames, %s)", msg.camera, msg.frames, msg.reason)
                 continue
             results.append(msg)
-            doc = frame_event(msg)
+            doc = frame_event(msg, violation_classes=self.violation_classes)
             self.sink.publish(
                 doc,
                 self.keys.dedup(doc["id"]),
@@ -155,6 +170,9 @@ class PublisherService:
             self._count(result, now)
             if self.monitor:
                 self._publish_docs(self.monitor.observe(result))
+        if self.monitor:
+            for camera in ended:
+                self._publish_docs(self.monitor.end_of_stream(camera))
         ack = self.client.pipeline(transaction=True)
         self.consumer.ack(entries, ack)
         ack.execute()
@@ -182,18 +200,18 @@ class PublisherService:
         for label in result.labels:
             metrics.FACES_SEEN.labels(cam, label).inc()
         if self.on_event:
-            self.on_event(frame_event(result, now))
+            self.on_event(frame_event(result, now, self.violation_classes))
 
-    def _deadletter(self, entry: Entry, reason: str) -> None:
-        log.error("publisher: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), reason)
+    def _deadletter(self, entry: Entry, error: ContractError) -> None:
+        log.error("publisher: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), error)
         pipe = self.client.pipeline(transaction=True)
         add_deadletter(
             pipe,
             self.keys.deadletter,
-            deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields),
+            deadletter_fields(self.stage, str(error), entry.stream, entry.id, entry.fields),
         )
         pipe.execute()
-        DEADLETTERS.labels(self.stage, "malformed").inc()
+        DEADLETTERS.labels(self.stage, error.kind).inc()
         self.stats.deadletters += 1
 
     def summary(self) -> str:

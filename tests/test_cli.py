@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import redis
@@ -17,11 +18,15 @@ from tests.support.pipeline import wait_for
 KEYS = Keys()
 
 
+DATA_DIR = tempfile.mkdtemp(prefix="maskwatch-data-")  # clips and weights never land in /var/lib or ~
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
     return (
         env
         | {
+            "MASKWATCH_DATA_DIR": DATA_DIR,
             "MASKWATCH_INGEST__METRICS_PORT": "0",
             "MASKWATCH_WORKER__METRICS_PORT": "0",
             "MASKWATCH_PUBLISHER__METRICS_PORT": "0",

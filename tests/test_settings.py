@@ -113,3 +113,62 @@ def test_validate_config_command(tmp_path):
     assert r.returncode == 2 and "not valid YAML" in r.stderr
     r = run(tmp_path / "missing.yaml")
     assert r.returncode == 2 and "cannot read config file" in r.stderr
+
+
+def test_precedence_overrides_then_env_then_yaml_then_defaults(tmp_path, monkeypatch):
+    f = tmp_path / "c.yaml"
+    f.write_text("worker:\n  max_batch: 8\n  max_wait_ms: 70\npublisher:\n  read_count: 5\n")
+    monkeypatch.setenv("MASKWATCH_WORKER__MAX_WAIT_MS", "80")
+    monkeypatch.setenv("MASKWATCH_PUBLISHER__READ_COUNT", "6")
+    s = load_settings(f, publisher={"read_count": 7})
+    assert (s.worker.max_batch, s.worker.max_wait_ms, s.publisher.read_count) == (8, 80, 7)
+    assert s.worker.block_ms == 200 and type(s).__name__ == "Settings"
+
+
+def test_paths_default_to_the_data_dir_never_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("MASKWATCH_DATA_DIR", raising=False)
+    s = load_settings()
+    for p in (s.data_dir, s.detector.weights_dir, s.clips.dir):
+        assert p.is_absolute() and "shared" not in p.parts, p
+    assert s.detector.weights_dir == s.data_dir / "weights" and s.clips.dir == s.data_dir / "clips"
+    monkeypatch.setenv("MASKWATCH_DATA_DIR", str(tmp_path / "data"))
+    s = load_settings()
+    assert (
+        s.detector.weights_dir == tmp_path / "data" / "weights" and s.clips.dir == tmp_path / "data" / "clips"
+    )
+
+
+def test_data_dir_falls_back_to_xdg_for_a_user_without_var_lib(tmp_path, monkeypatch):
+    from maskwatch.config import paths
+
+    monkeypatch.setattr(paths.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(paths, "SYSTEM_DATA_DIR", tmp_path / "absent")
+    assert paths.default_data_dir({"XDG_DATA_HOME": str(tmp_path / "xdg")}) == tmp_path / "xdg" / "maskwatch"
+    assert (
+        paths.default_data_dir({"XDG_DATA_HOME": "relative"}) == paths.Path.home() / ".local/share/maskwatch"
+    )
+    assert paths.default_data_dir({"MASKWATCH_DATA_DIR": str(tmp_path)}) == tmp_path
+    writable = tmp_path / "var-lib"
+    writable.mkdir()
+    monkeypatch.setattr(paths, "SYSTEM_DATA_DIR", writable)
+    assert paths.default_data_dir({}) == writable
+
+
+def test_relative_paths_in_a_file_are_taken_against_its_folder(tmp_path, monkeypatch):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    f = conf / "c.yaml"
+    f.write_text("data_dir: data\nclips:\n  dir: media/clips\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(f)
+    assert s.clips.dir == conf / "media" / "clips" and s.data_dir == conf / "data"
+    assert s.detector.weights_dir == conf / "data" / "weights"
+    monkeypatch.setenv("MASKWATCH_CLIPS__DIR", "from-env")  # not from the file: the working directory
+    assert load_settings(f).clips.dir == tmp_path / "from-env"
+
+
+def test_heartbeat_interval_must_be_under_its_ttl():
+    assert load_settings().heartbeat_every_s == 5.0
+    assert load_settings(heartbeat_ttl_s=3).heartbeat_every_s == 1.0
+    with pytest.raises(ConfigError, match="heartbeat_interval_s"):
+        load_settings(heartbeat_ttl_s=10, heartbeat_interval_s=10)

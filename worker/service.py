@@ -1,23 +1,24 @@
-"""The worker stage loop: read a batch across cameras, infer, write results, then acknowledge."""
+"""The worker stage: read a batch across cameras, infer, write results, then acknowledge (one ``step``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 import redis
 
 from maskwatch.config.settings import Settings, WorkerSettings
-from maskwatch.core.contracts import ContractError, EndOfStream, FrameMessage, decode_frame_entry
+from maskwatch.core.contracts import EndOfStream, FrameMessage, decode_frame_entry
+from maskwatch.core.errors import ContractError, ErrorKind, ModelError
 from maskwatch.core.keys import Keys
 from maskwatch.runtime.deadletter import add_deadletter, deadletter_fields
 from maskwatch.runtime.group_consumer import Entry, StreamGroupConsumer
 from maskwatch.runtime.heartbeat import Heartbeat, instance_name
-from maskwatch.runtime.metrics_server import DEADLETTERS, REDIS_ERRORS, UP, serve_metrics
-from maskwatch.runtime.redis_conn import REDIS_DOWN, connect, wait_for_redis
+from maskwatch.runtime.metrics_server import DEADLETTERS
+from maskwatch.runtime.redis_conn import connect
+from maskwatch.runtime.stage import Every, LoopOptions, Stage
 from maskwatch.worker import metrics
 from maskwatch.worker.inference import BatchInference, Rejected
 
@@ -34,7 +35,7 @@ class WorkerStats:
     skipped: int = 0
 
 
-class WorkerService:
+class WorkerService(Stage):
     """Batches frames from every camera through one consumer group; acks only after results are written."""
 
     stage = "worker"
@@ -47,10 +48,12 @@ class WorkerService:
         inference: BatchInference,
         heartbeat: Heartbeat,
         config: WorkerSettings,
+        options: LoopOptions,
     ) -> None:
-        self.client, self.keys, self.consumer, self.inference = client, keys, consumer, inference
-        self.heartbeat, self.config = heartbeat, config
+        super().__init__(client, heartbeat, options)
+        self.keys, self.consumer, self.inference, self.config = keys, consumer, inference, config
         self.stats = WorkerStats()
+        self._lag_metrics = Every(config.lag_metrics_interval_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerService:
@@ -59,7 +62,8 @@ class WorkerService:
         _log_devices()
         cfg = settings.worker
         name = cfg.consumer or instance_name(cls.stage)
-        client = connect(settings, socket_timeout=max(30.0, cfg.max_wait_ms / 1000 + 10))
+        longest_read_s = (cfg.block_ms + cfg.max_wait_ms) / 1000
+        client = connect(settings, socket_timeout=max(settings.redis_socket_timeout_s, longest_read_s + 10))
         keys = Keys(settings.key_prefix)
         consumer = StreamGroupConsumer(
             client, keys, "frames", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s
@@ -74,34 +78,22 @@ class WorkerService:
             " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "",
         )
         inference = BatchInference(analyzer, name, cfg.include_image)
-        hb = Heartbeat(client, keys, cls.stage, name, settings.heartbeat_ttl_s)
-        return cls(client, keys, consumer, inference, hb, cfg)
+        hb = Heartbeat.from_settings(client, settings, cls.stage, name)
+        return cls(client, keys, consumer, inference, hb, cfg, LoopOptions.from_settings(settings, cls.stage))
 
-    def run(self, stop: threading.Event) -> str:
-        """Loop until ``stop``; the batch in flight is finished before returning the summary line."""
-        serve_metrics(self.config.metrics_port, self.stage)
-        UP.labels(self.stage).set(1)
-        next_lag = 0.0
-        while not stop.is_set():
-            try:
-                self.heartbeat.beat(frames=self.stats.frames)
-                self.consumer.discover()
-                if time.monotonic() >= next_lag:
-                    self.consumer.update_lag_metrics()
-                    next_lag = time.monotonic() + 2.0
-                self.step()
-            except REDIS_DOWN as e:
-                REDIS_ERRORS.labels(self.stage).inc()
-                log.warning("worker: Redis connection lost (%s)", e)
-                if wait_for_redis(self.client, stop.is_set, self.stage):
-                    self.consumer.reset()
-        UP.labels(self.stage).set(0)
-        self.heartbeat.clear()
-        return self.summary()
+    def heartbeat_info(self) -> dict[str, int]:
+        return {"frames": self.stats.frames}
 
-    def step(self) -> int:
-        """Process one batch (waiting up to ``max_wait_ms`` to fill it); returns frames handled."""
-        entries = self._collect_batch()
+    def on_reconnect(self) -> None:
+        self.consumer.reset()
+
+    def step(self, block_ms: int | None = None) -> int:
+        """Process one batch: wait up to ``block_ms`` (default the configured ``block_ms``) for a first
+        frame, then up to ``max_wait_ms`` to fill the batch; returns the frames handled."""
+        self.consumer.discover()
+        if self._lag_metrics.due():
+            self.consumer.update_lag_metrics()
+        entries = self._collect_batch(self.options.block_ms if block_ms is None else block_ms)
         if not entries:
             return 0
         frames: list[tuple[Entry, FrameMessage]] = []
@@ -111,7 +103,7 @@ class WorkerService:
             try:
                 msg = decode_frame_entry(entry.fields)
             except ContractError as e:
-                self._deadletter(pipe, entry, "malformed", f"malformed frame message: {e}")
+                self._deadletter(pipe, entry, e.kind, f"malformed frame message: {e}")
                 continue
             if isinstance(msg, EndOfStream):
                 ends.append(msg)
@@ -124,17 +116,14 @@ class WorkerService:
             results, bad = self.inference.process([m for _, m in frames]) if frames else ([], [])
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the worker or lose frames
             log.exception("worker: inference failed on a batch of %d frame(s)", len(frames))
-            results, bad = (
-                [],
-                [
-                    Rejected(m, "inference_error", f"inference failed: {type(e).__name__}: {e}")
-                    for _, m in frames
-                ],
+            error = (
+                e if isinstance(e, ModelError) else ModelError(f"inference failed: {type(e).__name__}: {e}")
             )
+            results, bad = [], [Rejected(m, error.kind, str(error)) for _, m in frames]
         rejected = {(b.frame.camera, b.frame.seq): b for b in bad}
         for entry, msg in frames:
             if (b := rejected.get((msg.camera, msg.seq))) is not None:
-                self._deadletter(pipe, entry, b.kind, b.reason)
+                self._deadletter(pipe, entry, ErrorKind(b.kind), b.reason)
         for out in (*results, *ends):  # a file's end marker goes after the results of its batch
             pipe.xadd(
                 self.keys.results(out.camera),
@@ -152,10 +141,10 @@ class WorkerService:
         max_age = self.config.max_frame_age_s
         return frame.live and max_age > 0 and time.time() - frame.capture_ts > max_age
 
-    def _collect_batch(self) -> list[Entry]:
+    def _collect_batch(self, block_ms: int) -> list[Entry]:
         cfg = self.config
-        deadline = time.monotonic() + cfg.max_wait_ms / 1000
-        batch = self.consumer.read(cfg.max_batch, cfg.max_wait_ms)
+        batch = self.consumer.read(cfg.max_batch, block_ms)
+        deadline = time.monotonic() + cfg.max_wait_ms / 1000  # batch timeout counts from the first frame
         while batch and len(batch) < cfg.max_batch:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
@@ -166,7 +155,7 @@ class WorkerService:
             batch += more
         return batch
 
-    def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: str, reason: str) -> None:
+    def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: ErrorKind, reason: str) -> None:
         log.error("worker: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), reason)
         add_deadletter(
             pipe,

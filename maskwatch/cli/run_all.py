@@ -14,9 +14,11 @@ from pydantic import SecretStr
 
 from maskwatch.cli.stages import build_stage, install_signal_handlers
 from maskwatch.config.settings import Settings
+from maskwatch.core.errors import MaskwatchError
 from maskwatch.runtime.private_redis import RedisServer
 
 log = logging.getLogger("maskwatch")
+_SUPERVISE_EVERY_S = 0.2  # how often the runner looks at its stages (not a stage loop: no config key)
 
 
 class _JsonLines:
@@ -49,7 +51,7 @@ def run_all(
     if settings.redis_url is None:
         if shutil.which("redis-server"):
             server = RedisServer(unix_socket=True).start()
-            settings.redis_url = SecretStr(server.url)
+            settings = settings.model_copy(update={"redis_url": SecretStr(server.url)})
             log.info(
                 "run: no Redis URL configured; started a private redis-server at %s (no persistence)",
                 server.url,
@@ -63,12 +65,14 @@ def run_all(
     stop = stop or threading.Event()
     try:
         try:
-            services = {name: build_stage(name, settings) for name in ("ingest", "worker", "publisher")}
-        except (ValueError, OSError) as e:
+            services = {
+                "ingest": build_stage("ingest", settings),
+                "worker": build_stage("worker", settings),
+                "publisher": build_stage("publisher", settings, on_event=sink),
+            }
+        except (MaskwatchError, ValueError, OSError) as e:
             print(f"maskwatch run: {e}", file=sys.stderr)
             return 2
-        if sink:
-            services["publisher"].on_event = sink
         if own_signals:
             install_signal_handlers(stop, settings.shutdown_grace_s)
         return _supervise(services, settings, stop, exit_when_done)
@@ -83,11 +87,18 @@ def run_all(
 def _supervise(
     services: dict[str, Any], settings: Settings, stop: threading.Event, exit_when_done: bool
 ) -> int:
+    """Run each stage on its thread until ``stop``, a stage dies, or (files only) everything is published;
+    then stop them upstream first, each draining within ``shutdown_grace_s``."""
     stops = {name: threading.Event() for name in services}
     summaries: dict[str, str] = {}
+    crashed: list[str] = []
 
     def run(name: str) -> None:
-        summaries[name] = services[name].run(stops[name])
+        try:
+            summaries[name] = services[name].run(stops[name])
+        except Exception as e:  # noqa: BLE001 - logged by Stage.run; the supervisor notices the thread end
+            summaries[name] = f"{name}: failed ({type(e).__name__}: {e})"
+            crashed.append(name)
 
     threads = {name: threading.Thread(target=run, args=(name,), name=name, daemon=True) for name in services}
     for t in threads.values():
@@ -99,10 +110,10 @@ def _supervise(
         if exit_when_done and files_only and ingest.finished and publisher.done(file_ids):
             log.info("run: every file has been processed and published")
             break
-        if any(not t.is_alive() for n, t in threads.items() if n != "ingest"):
+        if crashed or any(not t.is_alive() for n, t in threads.items() if n != "ingest"):
             log.error("run: a stage stopped unexpectedly")
             break
-        stop.wait(0.2)
+        stop.wait(_SUPERVISE_EVERY_S)
     for name in ("ingest", "worker", "publisher"):  # upstream first, so downstream drains what is in flight
         stops[name].set()
         threads[name].join(timeout=settings.shutdown_grace_s)
@@ -111,4 +122,4 @@ def _supervise(
         "run: %s | %s | %s",
         *(summaries.get(n, f"{n}: did not stop") for n in ("ingest", "worker", "publisher")),
     )
-    return 1 if failed else 0
+    return 1 if failed or crashed else 0

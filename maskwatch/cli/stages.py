@@ -7,8 +7,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from maskwatch.config.settings import Settings
+from maskwatch.core.errors import MaskwatchError
+from maskwatch.runtime.stage import Stage
 
 log = logging.getLogger("maskwatch")
 
@@ -33,8 +37,14 @@ def install_signal_handlers(stop: threading.Event, grace_s: float) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def build_stage(name: str, settings: Settings, camera_ids: list[str] | None = None):
-    """The service object of stage ``name``, built with its defaults."""
+def build_stage(
+    name: str,
+    settings: Settings,
+    camera_ids: list[str] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> Stage:
+    """The service of stage ``name``, built from the settings; ``camera_ids`` (ingest) and ``on_event``
+    (publisher: also called with every frame event) are passed to it, never patched in afterwards."""
     if name == "ingest":
         from maskwatch.ingest.service import IngestService
 
@@ -46,7 +56,7 @@ def build_stage(name: str, settings: Settings, camera_ids: list[str] | None = No
     if name == "publisher":
         from maskwatch.publisher.service import PublisherService
 
-        return PublisherService.from_settings(settings)
+        return PublisherService.from_settings(settings, on_event=on_event)
     raise ValueError(f"unknown stage {name!r}")
 
 
@@ -54,12 +64,15 @@ def run_stage(name: str, settings: Settings, camera_ids: list[str] | None = None
     """Run one stage until SIGINT/SIGTERM (or, for an ingest of files, until they end)."""
     try:
         service = build_stage(name, settings, camera_ids)
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except (MaskwatchError, ValueError, OSError) as e:
         print(f"maskwatch {name}: {e}", file=sys.stderr)
         return 2
     stop = threading.Event()
     install_signal_handlers(stop, settings.shutdown_grace_s)
     log.info("%s: started (redis %s, key prefix %r)", name, settings.safe_redis_url, settings.key_prefix)
-    summary = service.run(stop)
+    try:
+        summary = service.run(stop)
+    except Exception:  # noqa: BLE001 - Stage.run logged it with its traceback
+        return 1
     log.info("%s", summary)
     return 0

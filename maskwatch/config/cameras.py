@@ -53,13 +53,15 @@ class CameraConfig(StrictModel):
     def _valid_zones(
         cls, zones: list[list[tuple[float, float]]], info: Any
     ) -> list[list[tuple[float, float]]]:
+        """The one place zones are checked (``core.zones.validate_polygon``); stages trust the result."""
         camera = info.data.get("id", "?")
+        valid = []
         for i, polygon in enumerate(zones):
             try:
-                validate_polygon(polygon)
+                valid.append(validate_polygon(polygon))
             except ZoneError as e:
                 raise ValueError(f"camera {camera!r} zone {i}: {e}") from None
-        return zones
+        return valid
 
     @field_validator("url")
     @classmethod

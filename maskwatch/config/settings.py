@@ -1,30 +1,35 @@
-"""All configuration, declared once: environment (``MASKWATCH_*``) over a YAML file over defaults.
+"""All configuration, declared once: overrides over ``MASKWATCH_*`` environment over a YAML file over defaults.
 
-Nested fields use ``__`` in the environment, e.g. ``MASKWATCH_WORKER__MAX_BATCH=32``.
+Nested fields use ``__`` in the environment, e.g. ``MASKWATCH_WORKER__MAX_BATCH=32``. The YAML file is
+read by pydantic-settings' own :class:`~pydantic_settings.YamlConfigSettingsSource`; paths are resolved
+once, here (see :mod:`maskwatch.config.paths`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationError,
-    model_validator,
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from maskwatch.config.cameras import HTTP_SCHEMES, LIVE_SCHEMES, CameraConfig
-from maskwatch.config.models import DEFAULT_WEIGHTS_DIR, ClassifierSettings, DetectorSettings
+from maskwatch.config.models import ClassifierSettings, DetectorSettings
+from maskwatch.config.paths import default_data_dir, resolve_path
 from maskwatch.config.stages import IngestSettings, PublisherSettings, WorkerSettings
 from maskwatch.config.violations import ClipSettings, ViolationSettings
+from maskwatch.core.errors import ConfigError
 from maskwatch.core.redaction import redact_url
 
 __all__ = [
-    "DEFAULT_WEIGHTS_DIR",
     "HTTP_SCHEMES",
     "LIVE_SCHEMES",
     "CameraConfig",
@@ -40,6 +45,9 @@ __all__ = [
     "load_settings",
 ]
 
+# Paths a config file may give relative to its own folder: (section or None, field).
+_FILE_RELATIVE_PATHS = ((None, "data_dir"), ("clips", "dir"))
+
 
 class Settings(BaseSettings):
     """Everything a maskwatch process needs."""
@@ -51,11 +59,28 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None, description="redis://[:password@]host:port/db or unix:///path.sock"
     )
+    redis_socket_timeout_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="Longest a Redis command may take before the connection counts as lost",
+    )
+    redis_retry_max_s: float = Field(
+        5.0, gt=0, le=300, description="Longest pause between pings while Redis is unreachable"
+    )
     key_prefix: str = Field(
         "maskwatch:", pattern=r"^[A-Za-z0-9_.:-]{0,64}$", description="Prefix of every Redis key"
     )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder of maskwatch's files: weights/ and clips/ by default (env MASKWATCH_DATA_DIR; "
+        "default /var/lib/maskwatch for root or when writable, else $XDG_DATA_HOME/maskwatch)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    heartbeat_ttl_s: int = Field(15, ge=2, le=3600)
+    heartbeat_ttl_s: int = Field(15, ge=2, le=3600, description="Lifetime of a process's heartbeat key")
+    heartbeat_interval_s: float | None = Field(
+        None, gt=0, le=3600, description="How often the heartbeat is refreshed; default a third of its TTL"
+    )
     shutdown_grace_s: float = Field(10.0, ge=0, le=600, description="Drain deadline on SIGINT/SIGTERM")
     cameras: list[CameraConfig] = Field(default_factory=list)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -74,10 +99,40 @@ class Settings(BaseSettings):
             raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_within_ttl(self) -> Settings:
+        if self.heartbeat_interval_s is not None and self.heartbeat_interval_s >= self.heartbeat_ttl_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be below heartbeat_ttl_s "
+                f"({self.heartbeat_ttl_s}), or the key expires between beats"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        """Absolute paths, once: ``data_dir`` and ``clips.dir`` (a file's relative ones were already taken
+        against its folder); unset weights and clips folders follow ``data_dir``."""
+        data_dir = resolve_path(self.data_dir)
+        if data_dir != self.data_dir:
+            object.__setattr__(self, "data_dir", data_dir)  # no re-validation of the whole model
+        if "weights_dir" not in self.detector.model_fields_set:
+            self.detector.weights_dir = data_dir / "weights"
+        clips_dir = (
+            resolve_path(self.clips.dir) if "dir" in self.clips.model_fields_set else data_dir / "clips"
+        )
+        if clips_dir != self.clips.dir:
+            self.clips.dir = clips_dir
+        return self
+
     @property
     def safe_redis_url(self) -> str:
         """The Redis URL with its password redacted."""
         return redact_url(self.redis_url.get_secret_value()) if self.redis_url else "(none)"
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """Seconds between heartbeats: ``heartbeat_interval_s``, else a third of the TTL (at least 1)."""
+        return self.heartbeat_interval_s or max(1.0, self.heartbeat_ttl_s / 3)
 
     @classmethod
     def settings_customise_sources(
@@ -88,47 +143,38 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+        # The file comes from ``model_config["yaml_file"]``, which load_settings sets per call.
+        return (init_settings, env_settings, _YamlFile(settings_cls), file_secret_settings)
 
 
-class ConfigError(Exception):
-    """The configuration is invalid: ``problems`` lists each as ``path: message``."""
+class _YamlFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, with errors that name the file and file-relative paths anchored."""
 
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__(f"invalid configuration ({source}):\n" + "\n".join(f"  {p}" for p in problems))
-
-
-_yaml_data: dict[str, Any] = {}
-
-
-class _YamlSource(PydanticBaseSettingsSource):
-    """Feeds the YAML file given to :func:`load_settings` (below the environment)."""
-
-    def get_field_value(
-        self, field: Any, field_name: str
-    ) -> tuple[Any, str, bool]:  # pragma: no cover - unused
-        return _yaml_data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data)
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        where = str(file_path)
+        try:
+            data = super()._read_file(file_path)
+        except OSError as e:
+            raise ConfigError(where, [f"cannot read config file: {e.strerror or e}"]) from None
+        except yaml.YAMLError as e:
+            raise ConfigError(where, [f"not valid YAML: {e}"]) from None
+        if not isinstance(data, dict):
+            raise ConfigError(where, [f"top level must be a mapping, got {type(data).__name__}"])
+        folder = Path(file_path).expanduser().absolute().parent
+        for section, name in _FILE_RELATIVE_PATHS:
+            holder = data.get(section) if section else data
+            if isinstance(holder, dict) and isinstance(holder.get(name), str | os.PathLike):
+                holder[name] = str(resolve_path(holder[name], folder))
+        return data
 
 
-def read_config_file(path: Path | str) -> dict[str, Any]:
-    """Parse a YAML config file into a mapping, with errors that name the file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(str(p), [f"cannot read config file: {e.strerror or e}"]) from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(str(p), [f"not valid YAML: {e}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(p), [f"top level must be a mapping, got {type(data).__name__}"])
-    return data
+def _settings_class(config_file: Path) -> type[Settings]:
+    """``Settings`` reading ``config_file`` (pydantic-settings takes the YAML file from ``model_config``)."""
+    return type(
+        "Settings",
+        (Settings,),
+        {"__module__": __name__, "model_config": SettingsConfigDict(yaml_file=config_file)},
+    )
 
 
 def format_validation_error(err: ValidationError) -> list[str]:
@@ -141,13 +187,26 @@ def format_validation_error(err: ValidationError) -> list[str]:
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
-    """Build the settings: ``overrides`` > ``MASKWATCH_*`` env > YAML file > defaults."""
-    global _yaml_data
+    """Build the settings: ``overrides`` (None values ignored) > ``MASKWATCH_*`` env > YAML file > defaults.
+
+    Raises :class:`ConfigError` naming the file (or ``environment``) and each invalid field's path.
+    """
     source = str(config_file) if config_file else "environment"
-    _yaml_data = read_config_file(config_file) if config_file else {}
+    kwargs = {k: v for k, v in overrides.items() if v is not None}
+    cls = Settings
+    if config_file:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            reason = "is a directory" if path.is_dir() else "No such file or directory"
+            raise ConfigError(source, [f"cannot read config file: {reason}"])
+        cls = _settings_class(path)
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        loaded = cls(**kwargs)
     except ValidationError as e:
         raise ConfigError(source, format_validation_error(e)) from None
-    finally:
-        _yaml_data = {}
+    except SettingsError as e:
+        raise ConfigError(source, [str(e)]) from None
+    if cls is Settings:
+        return loaded
+    # A plain Settings again (the per-file class only carried the file name); values are validated.
+    return Settings.model_construct(_fields_set=loaded.model_fields_set, **dict(loaded))

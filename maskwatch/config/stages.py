@@ -1,4 +1,4 @@
-"""The ingest, worker and publisher sections."""
+"""The ingest, worker and publisher sections: what each stage reads, writes, and how its loop is timed."""
 
 from __future__ import annotations
 
@@ -8,24 +8,48 @@ from maskwatch.config.base import StrictModel
 
 
 class IngestSettings(StrictModel):
+    """Camera readers (one thread each) and their supervisor loop."""
+
     stream_max_len: int = Field(300, ge=2, le=1_000_000, description="Bound of a live camera's frames stream")
     file_max_backlog: int = Field(
         64, ge=1, le=100_000, description="A file source waits while this many frames are unprocessed"
     )
-    backoff_initial_s: float = Field(1.0, gt=0, le=60)
-    backoff_max_s: float = Field(30.0, gt=0, le=3600)
+    backlog_poll_max_s: float = Field(
+        0.1, gt=0, le=10, description="Longest pause between checks of a full file backlog"
+    )
+    backoff_initial_s: float = Field(1.0, gt=0, le=60, description="First reconnect delay of a failed camera")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect delay (with jitter)")
+    redis_retry_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Pause between attempts while Redis is unreachable (camera register, end)",
+    )
+    block_ms: int = Field(
+        500, ge=1, le=60_000, description="Supervisor step: how long it waits between checks of its cameras"
+    )
     metrics_port: int = Field(9101, ge=0, le=65535, description="0 disables the metrics server")
 
 
 class WorkerSettings(StrictModel):
+    """Batched inference over every camera's frames stream."""
+
     group: str = Field("workers", min_length=1, description="Consumer group on every frames stream")
     consumer: str | None = Field(None, description="Consumer name; default host-pid")
     max_batch: int = Field(16, ge=1, le=1024, description="Frames per inference batch")
-    max_wait_ms: int = Field(50, ge=0, le=60_000, description="Longest wait to fill a batch")
+    block_ms: int = Field(
+        200, ge=1, le=60_000, description="Longest blocking read for the first frame of a batch"
+    )
+    max_wait_ms: int = Field(
+        50, ge=0, le=60_000, description="Longest wait, after the first frame, to fill a batch"
+    )
     claim_idle_ms: int = Field(
         30_000, ge=100, le=86_400_000, description="Reclaim messages pending this long"
     )
     discovery_interval_s: float = Field(2.0, gt=0, le=600, description="How often new cameras are looked for")
+    lag_metrics_interval_s: float = Field(
+        2.0, gt=0, le=600, description="How often stream lag and pending gauges are refreshed"
+    )
     results_max_len: int = Field(
         2_000, ge=10, le=10_000_000, description="Bound of each results stream (entries carry JPEGs)"
     )
@@ -38,15 +62,29 @@ class WorkerSettings(StrictModel):
         le=86_400,
         description="Skip live frames older than this when read (0: never); files are never skipped",
     )
-    metrics_port: int = Field(9102, ge=0, le=65535)
+    metrics_port: int = Field(9102, ge=0, le=65535, description="0 disables the metrics server")
 
 
 class PublisherSettings(StrictModel):
-    group: str = Field("publishers", min_length=1)
-    consumer: str | None = None
-    read_count: int = Field(64, ge=1, le=10_000)
+    """Events, violation documents and their delivery, once per frame."""
+
+    group: str = Field("publishers", min_length=1, description="Consumer group on every results stream")
+    consumer: str | None = Field(None, description="Consumer name; default host-pid")
+    read_count: int = Field(64, ge=1, le=10_000, description="Results read per step")
+    block_ms: int = Field(200, ge=1, le=60_000, description="Longest blocking read of results")
     events_max_len: int = Field(10_000, ge=10, le=10_000_000, description="Bound of the events stream")
-    violations_max_len: int = Field(10_000, ge=10, le=10_000_000)
+    violations_max_len: int = Field(
+        10_000, ge=10, le=10_000_000, description="Bound of the violations stream"
+    )
     dedup_ttl_s: int = Field(7 * 86_400, ge=60, description="How long an event id is remembered")
-    claim_idle_ms: int = Field(30_000, ge=100, le=86_400_000)
-    metrics_port: int = Field(9103, ge=0, le=65535)
+    claim_idle_ms: int = Field(
+        30_000, ge=100, le=86_400_000, description="Reclaim messages pending this long"
+    )
+    discovery_interval_s: float = Field(2.0, gt=0, le=600, description="How often new cameras are looked for")
+    lag_metrics_interval_s: float = Field(
+        2.0, gt=0, le=600, description="How often stream lag and pending gauges are refreshed"
+    )
+    tick_interval_s: float = Field(
+        0.5, gt=0, le=60, description="How often the violation monitor ends idle tracks and finishes clips"
+    )
+    metrics_port: int = Field(9103, ge=0, le=65535, description="0 disables the metrics server")

@@ -9,6 +9,10 @@ from pydantic import Field, model_validator
 
 from maskwatch.config.base import StrictModel
 
+ViolationClass = Literal["without_mask", "incorrect_mask"]
+DEFAULT_VIOLATION_CLASSES: tuple[ViolationClass, ...] = ("without_mask", "incorrect_mask")
+from maskwatch.config.paths import default_clips_dir
+
 
 class ViolationSettings(StrictModel):
     """Face tracking and the per-person class decision (publisher)."""
@@ -35,8 +39,8 @@ class ViolationSettings(StrictModel):
         le=1.0,
         description="theta: least mean probability of the class over its agreeing observations",
     )
-    violation_classes: list[Literal["without_mask", "incorrect_mask"]] = Field(
-        default_factory=lambda: ["without_mask", "incorrect_mask"],
+    violation_classes: list[ViolationClass] = Field(
+        default_factory=lambda: list(DEFAULT_VIOLATION_CLASSES),
         description="Decided classes that raise a violation",
     )
     compliance_window_s: float = Field(
@@ -56,7 +60,11 @@ class ClipSettings(StrictModel):
     """Annotated violation clips, snapshots and their retention (publisher)."""
 
     enabled: bool = Field(True, description="Write clips and snapshots of violations")
-    dir: Path = Field(Path("clips"), description="Folder of clips and snapshots (one sub-folder per camera)")
+    dir: Path = Field(
+        default_factory=default_clips_dir,
+        description="Folder of clips and snapshots, one sub-folder per camera (default <data_dir>/clips; "
+        "a relative path is taken against the config file's folder)",
+    )
     pre_roll_s: float = Field(3.0, ge=0, le=120, description="Seconds of video kept before the violation")
     post_roll_s: float = Field(
         3.0, ge=0, le=120, description="Seconds of video kept after the last violation"

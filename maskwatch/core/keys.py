@@ -60,9 +60,6 @@ class Keys:
         """Marker that an event id has been published (redelivery protection)."""
         return f"{self.prefix}dedup:{event_id}"
 
-    def frames_pattern(self) -> str:
-        return f"{self.prefix}frames:*"
-
     def camera_of(self, stream_key: str | bytes) -> str:
         """The camera id of a ``frames:<camera>`` or ``results:<camera>`` key."""
         key = stream_key.decode() if isinstance(stream_key, bytes) else stream_key

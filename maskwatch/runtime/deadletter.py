@@ -30,4 +30,4 @@ def add_deadletter(
     pipe: redis.client.Pipeline | redis.Redis, key: str, entry: dict[str, bytes | str]
 ) -> None:
     """Queue the XADD of a dead-letter entry on ``pipe`` (bounded stream)."""
-    pipe.xadd(key, entry, maxlen=DEADLETTER_MAX_LEN, approximate=True)
+    pipe.xadd(key, dict(entry), maxlen=DEADLETTER_MAX_LEN, approximate=True)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -63,9 +64,11 @@ class StreamGroupConsumer:
         if not force and now < self._next_discovery:
             return
         self._next_discovery = now + self.discovery_interval_s
-        found = {self.stream_key(c.decode()) for c in self.client.smembers(self.keys.cameras)}
+        members: set[bytes] = self.client.smembers(self.keys.cameras)  # type: ignore[assignment]
+        found = {self.stream_key(c.decode()) for c in members}
         found |= {
-            k.decode() for k in self.client.scan_iter(match=f"{self.keys.prefix}{self.kind}:*", count=1000)
+            bytes(k).decode()
+            for k in self.client.scan_iter(match=f"{self.keys.prefix}{self.kind}:*", count=1000)
         }
         for key in sorted(found - self.streams):
             try:
@@ -103,10 +106,17 @@ class StreamGroupConsumer:
             pipe.xdel(stream, *ids)
 
     def _read_group(self, count: int, block_ms: int) -> list[Entry]:
-        start_id = "0" if self._read_own_pending else ">"
-        streams = {s: start_id for s in sorted(self.streams)}
+        if self._read_own_pending:  # what this consumer was given before a restart or an outage
+            entries = self._xreadgroup("0", count, 0)
+            if entries:
+                return entries
+            self._read_own_pending = False  # none left: new entries from now on
+        return self._xreadgroup(">", count, block_ms)
+
+    def _xreadgroup(self, start_id: str, count: int, block_ms: int) -> list[Entry]:
+        streams: dict[Any, Any] = {s: start_id for s in sorted(self.streams)}
         try:
-            reply = self.client.xreadgroup(
+            reply: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = self.client.xreadgroup(  # type: ignore[assignment]
                 self.group, self.consumer, streams, count=count, block=block_ms or None
             )
         except redis.ResponseError as e:
@@ -116,15 +126,12 @@ class StreamGroupConsumer:
                 self.discover(force=True)
                 return []
             raise
-        entries = [
+        return [
             Entry(stream.decode(), entry_id, fields)
             for stream, messages in reply or []
             for entry_id, fields in messages
             if fields  # an own-pending entry deleted meanwhile comes back with no fields
         ]
-        if self._read_own_pending and not entries:
-            self._read_own_pending = False
-        return entries
 
     def _reclaim(self, count: int) -> list[Entry]:
         now = time.monotonic()

@@ -21,12 +21,26 @@ def instance_name(stage: str) -> str:
 
 
 class Heartbeat:
-    """Refreshes ``<prefix>heartbeat:<stage>:<instance>`` at most every ``ttl/3`` seconds."""
+    """Refreshes ``<prefix>heartbeat:<stage>:<instance>`` (TTL ``ttl_s``) at most every ``interval_s``."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, stage: str, instance: str, ttl_s: int) -> None:
-        self.client, self.stage, self.ttl_s = client, stage, ttl_s
+    def __init__(
+        self, client: redis.Redis, keys: Keys, stage: str, instance: str, ttl_s: int, interval_s: float
+    ) -> None:
+        self.client, self.stage, self.ttl_s, self.interval_s = client, stage, ttl_s, interval_s
         self.key = keys.heartbeat(stage, instance)
         self._next = 0.0
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings, stage: str, instance: str) -> Heartbeat:
+        """The heartbeat of ``stage``/``instance`` with the configured TTL and interval."""
+        return cls(
+            client,
+            Keys(settings.key_prefix),
+            stage,
+            instance,
+            settings.heartbeat_ttl_s,
+            settings.heartbeat_every_s,
+        )
 
     def beat(self, **info: object) -> None:
         """Refresh the key if due; Redis errors propagate to the caller's reconnect logic."""
@@ -35,7 +49,7 @@ class Heartbeat:
             return
         self.client.set(self.key, json.dumps({"ts": now, "pid": os.getpid(), **info}), ex=self.ttl_s)
         HEARTBEAT.labels(self.stage).set(now)
-        self._next = now + max(1.0, self.ttl_s / 3)
+        self._next = now + self.interval_s
 
     def clear(self) -> None:
         """Remove the key on a clean exit (best effort)."""

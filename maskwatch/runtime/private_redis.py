@@ -56,7 +56,9 @@ class RedisServer:
         ]
         if self.unix_socket:
             args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
