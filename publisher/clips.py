@@ -1,5 +1,6 @@
 """Annotated H.264 clips of violations: a ring buffer of recent frames per camera, open clips that
-collect post-roll, and a background thread that encodes them with PyAV so the loop never waits.
+collect post-roll, and a background thread (``clip-writer``) that encodes them with PyAV and writes
+snapshots, so the loop never waits.
 
 Overlapping violations on one camera share one clip: a violation while a clip is open extends it
 (up to ``max_clip_s``). Finished clips come back through :meth:`ClipRecorder.tick`.
@@ -12,7 +13,6 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,64 +24,14 @@ import cv2
 import numpy as np
 
 from maskwatch.core.contracts import event_id
+from maskwatch.publisher.frames import BufferedFrame, FrameRing
 from maskwatch.publisher.render import render_frame
 from maskwatch.publisher.retention import Retention, RetentionReport
-from maskwatch.publisher.snapshots import SnapshotJob, SnapshotWriter
+from maskwatch.publisher.snapshots import SnapshotJob, SnapshotResult, SnapshotWriter
 
 log = logging.getLogger(__name__)
 
 BlurMode = str  # "none" | "all" | "others"
-
-
-@dataclass(frozen=True)
-class FaceMarks:
-    """The faces of one frame as they are drawn: boxes (N, 4), labels, label probabilities, track ids."""
-
-    boxes: np.ndarray
-    labels: tuple[str, ...]
-    probs: np.ndarray
-    track_ids: tuple[str, ...]
-
-    @classmethod
-    def empty(cls) -> FaceMarks:
-        return cls(np.zeros((0, 4)), (), np.zeros(0), ())
-
-
-@dataclass(frozen=True)
-class BufferedFrame:
-    """A processed frame kept for clips: its JPEG (cheap to keep) or its pixels, and its faces."""
-
-    camera: str
-    seq: int
-    ts: float
-    faces: FaceMarks
-    jpeg: bytes | None = None
-    pixels: np.ndarray | None = None
-
-    def image(self) -> np.ndarray | None:
-        """The BGR pixels (decoded on demand), or None if the frame carried no image."""
-        if self.pixels is not None:
-            return self.pixels.copy()
-        if self.jpeg:
-            return cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        return None
-
-
-class FrameRing:
-    """The most recent processed frames of one camera (bounded by count)."""
-
-    def __init__(self, max_frames: int):
-        self.frames: deque[BufferedFrame] = deque(maxlen=max_frames)
-
-    def append(self, frame: BufferedFrame) -> None:
-        self.frames.append(frame)
-
-    def since(self, ts: float) -> list[BufferedFrame]:
-        """Frames captured at or after ``ts``, oldest first."""
-        return [f for f in self.frames if f.ts >= ts]
-
-    def __len__(self) -> int:
-        return len(self.frames)
 
 
 @dataclass
@@ -373,6 +323,24 @@ class ClipRecorder:
                     self._done.put(out)
             finally:
                 self._jobs.task_done()
+
+    def submit_snapshot(self, job: SnapshotJob) -> None:
+        """Write a snapshot on the writer thread (in order with the clips); its
+        :class:`SnapshotResult` comes back from :meth:`tick`."""
+        writer = self.snapshot_writer
+        if writer is None:
+            return
+
+        def write() -> SnapshotResult:
+            return SnapshotResult(job.camera, job.path, writer.write(job))
+
+        self._submit(write)
+
+    def finish(self, camera: str) -> None:
+        """Close the camera's open clip now (its stream ended): it is written with the frames it has."""
+        clip = self.open.get(camera)
+        if clip is not None:
+            self._finish(clip)
 
     def submit_background(self, job: Callable[[], object]) -> None:
         """Run ``job`` on the writer thread (retention sweeps); a non-None return comes back from :meth:`tick`."""

@@ -1,18 +1,18 @@
-"""How clip frames and snapshots look: faces blurred for privacy, boxes and labels, zones, camera and time."""
+"""How clip frames and snapshots look: faces blurred for privacy, boxes and labels, zones, camera and time.
+
+A leaf: clips and snapshots both draw with :func:`render_frame`; it imports neither."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from maskwatch.core.faces import Faces
 from maskwatch.models.annotate import draw_faces
-
-if TYPE_CHECKING:
-    from maskwatch.publisher.clips import BufferedFrame
+from maskwatch.publisher.frames import BufferedFrame
 
 ZONE_COLOUR_BGR = (255, 200, 0)
 
@@ -33,11 +33,11 @@ def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
     return frame
 
 
-def draw_track_ids(frame: np.ndarray, boxes: np.ndarray, track_ids: Sequence[str]) -> np.ndarray:
-    """Write each face's track id under its box, in place."""
+def draw_track_ids(frame: np.ndarray, faces: Faces, track_ids: Sequence[str]) -> np.ndarray:
+    """Write each face's track id (its public name, "" for none) under its box, in place."""
     h, w = frame.shape[:2]
     scale = max(0.4, min(h, w) / 1400)
-    for (x1, _y1, _x2, y2), tid in zip(np.asarray(boxes).reshape(-1, 4), track_ids, strict=True):
+    for (x1, _y1, _x2, y2), tid in zip(faces.boxes.tolist(), track_ids, strict=True):
         if not tid:
             continue
         org = (int(x1), int(min(h - 4, y2 + 16 * scale + 6)))
@@ -45,10 +45,10 @@ def draw_track_ids(frame: np.ndarray, boxes: np.ndarray, track_ids: Sequence[str
     return frame
 
 
-def blur_boxes(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Pixelate and blur each box (plus a 10% margin) beyond recognition, in place."""
+def blur_boxes(frame: np.ndarray, faces: Faces) -> np.ndarray:
+    """Pixelate and blur each face's box (plus a 10% margin) beyond recognition, in place."""
     h, w = frame.shape[:2]
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+    for x1, y1, x2, y2 in faces.boxes.astype(np.float64).tolist():
         pad_x, pad_y = (x2 - x1) * 0.1, (y2 - y1) * 0.1
         a, b = max(int(x1 - pad_x), 0), max(int(y1 - pad_y), 0)
         c, d = min(int(x2 + pad_x), w), min(int(y2 + pad_y), h)
@@ -75,17 +75,17 @@ def render_frame(
     img = frame.image()
     if img is None:
         return None
-    faces = frame.faces
+    faces, names = frame.faces, frame.track_names
     if blur == "all":
-        blur_boxes(img, faces.boxes)
+        blur_boxes(img, faces)
     elif blur == "others":
-        blur_boxes(img, faces.boxes[[i for i, t in enumerate(faces.track_ids) if t not in violators]])
+        blur_boxes(img, faces[np.array([t not in violators for t in names], bool)])
     h, w = img.shape[:2]
     for zone in zones:
         pts = np.array([[x * w, y * h] for x, y in zone], dtype=np.int32)
         cv2.polylines(img, [pts], True, ZONE_COLOUR_BGR, max(1, round(min(h, w) / 540)))
-    img = draw_faces(img, faces.boxes, list(faces.labels), [float(p) for p in faces.probs])
-    draw_track_ids(img, faces.boxes, faces.track_ids)
+    img = draw_faces(img, faces, frame.labels)
+    draw_track_ids(img, faces, names)
     draw_caption(img, f"{frame.camera}  {utc_text(frame.ts)}")
     if max_width and w > max_width:
         img = cv2.resize(img, (max_width, round(h * max_width / w)), interpolation=cv2.INTER_AREA)

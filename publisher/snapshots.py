@@ -1,4 +1,6 @@
-"""JPEG snapshots of violators: the track's best frame (largest, most confident face), annotated."""
+"""JPEG snapshots of violators: the track's best frame (largest, most confident face), annotated.
+
+Written on the clip writer thread (see :class:`~maskwatch.publisher.clips.ClipRecorder`), never on the loop."""
 
 from __future__ import annotations
 
@@ -7,14 +9,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 
+from maskwatch.publisher.frames import BufferedFrame
 from maskwatch.publisher.render import render_frame
-
-if TYPE_CHECKING:
-    from maskwatch.publisher.clips import BufferedFrame
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,15 @@ class SnapshotJob:
     violator: str
     camera: str
     zones: Sequence[Sequence[tuple[float, float]]] = ()
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """A snapshot written on the clip writer thread (``error`` None), or why not."""
+
+    camera: str
+    path: Path
+    error: str | None = None
 
 
 class SnapshotWriter:

@@ -14,13 +14,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskwatch.core.faces import Faces
 from maskwatch.publisher.decide import AgreementRule, Decision
+
+TRACK_INDEX_BITS = 16
+
+
+def track_key(seq: int, index: int) -> int:
+    """The integer id a track carries in :attr:`Faces.track_ids`: its first frame and face index."""
+    return (seq << TRACK_INDEX_BITS) | index
+
+
+def track_name(key: int) -> str:
+    """The public track id ``"<first seq>-<face index>"`` of a track key ("" for no track)."""
+    key = int(key)
+    if key < 0:
+        return ""
+    return f"{key >> TRACK_INDEX_BITS}-{key & ((1 << TRACK_INDEX_BITS) - 1)}"
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of ``a`` (M, 4) with every box of ``b`` (N, 4), as (M, N)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -35,13 +51,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Track:
-    """One face followed across frames of one camera.
+    """The state of one face followed across frames of one camera (its faces are rows of a :class:`Faces`).
 
-    ``id`` is ``"<first seq>-<face index>"``: unique per camera and the same when the same
-    results are replayed after a restart.
+    ``key`` is what :attr:`Faces.track_ids` holds; ``id`` (``"<first seq>-<face index>"``) is its public
+    form: unique per camera and the same when the same results are replayed after a restart.
     """
 
-    id: str
+    key: int
     first_seq: int
     first_ts: float
     box: np.ndarray
@@ -54,10 +70,12 @@ class Track:
     decision: Decision | None = None
     first_decision: Decision | None = None
     violation_raised: bool = False
-    ever_violating: bool = False
     best_quality: float = -1.0
     best_seq: int = -1
-    best_box: np.ndarray | None = None
+
+    @property
+    def id(self) -> str:
+        return track_name(self.key)
 
     def predicted_box(self, frame: int) -> np.ndarray:
         """The box expected at processed frame number ``frame`` (constant velocity)."""
@@ -70,20 +88,14 @@ class Track:
 
 
 @dataclass(frozen=True)
-class TrackedFace:
-    """A face of the current frame and the track it belongs to."""
-
-    index: int
-    track: Track
-    new_track: bool
-    decision_changed: bool
-
-
-@dataclass(frozen=True)
 class TrackerUpdate:
-    """What one frame did: its faces with their tracks, and the tracks that ended."""
+    """What one frame did: its faces with ``track_ids`` filled in, row ``i``'s track in ``tracks[i]``,
+    which rows started a track (``new``) or changed its decision (``changed``), and the tracks that ended."""
 
-    faces: list[TrackedFace]
+    faces: Faces
+    tracks: list[Track]
+    new: np.ndarray
+    changed: np.ndarray
     ended: list[Track]
 
 
@@ -146,20 +158,20 @@ class FaceTracker:
             used.add(t)
         return pairs
 
-    def update(
-        self, boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, seq: int, ts: float
-    ) -> TrackerUpdate:
-        """Add one processed frame: ``boxes`` (N, 4) pixels, ``scores`` (N,), ``probs`` (N, C)."""
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        probs = np.asarray(probs, dtype=np.float64).reshape(len(boxes), len(self.classes))
-        if not (len(boxes) == len(scores) == len(probs)):
+    def update(self, faces: Faces, seq: int, ts: float) -> TrackerUpdate:
+        """Add one processed frame: ``faces`` classified in :attr:`classes` order (probs (N, C))."""
+        if faces.classes != self.classes or faces.probs is None:
             raise ValueError(
-                f"boxes (N, 4), scores (N,) and probs (N, C) must agree: {boxes.shape}, {scores.shape}, {probs.shape}"
+                f"faces must be classified in the tracker's classes {self.classes}, got {faces.classes}"
             )
+        boxes = faces.boxes.astype(np.float64)
+        scores = faces.scores.astype(np.float64)
+        probs = faces.probs.astype(np.float64)
         self.frame += 1
         pairs = self._associate(boxes)
-        faces: list[TrackedFace] = []
+        tracks: list[Track] = []
+        new = np.zeros(len(faces), bool)
+        changed = np.zeros(len(faces), bool)
         for d in range(len(boxes)):
             box = boxes[d]
             if d in pairs:
@@ -170,10 +182,9 @@ class FaceTracker:
                 track.velocity = step if track.hits == 1 else a * track.velocity + (1 - a) * step
                 track.box, track.last_seq, track.last_ts, track.last_frame = box, seq, ts, self.frame
                 track.hits += 1
-                new = False
             else:
                 track = Track(
-                    id=f"{seq}-{d}",
+                    key=track_key(seq, d),
                     first_seq=seq,
                     first_ts=ts,
                     box=box,
@@ -183,24 +194,25 @@ class FaceTracker:
                     history=deque(maxlen=self.rule.window),
                 )
                 self.tracks.append(track)
-                new = True
+                new[d] = True
             track.history.append(probs[d])
             quality = float((box[2] - box[0]) * (box[3] - box[1]) * scores[d])
             if quality > track.best_quality:
-                track.best_quality, track.best_seq, track.best_box = quality, seq, box.copy()
+                track.best_quality, track.best_seq = quality, seq
             decision = self.rule.decide(track.history, self.classes)
-            changed = decision is not None and (
+            changed[d] = decision is not None and (
                 track.decision is None or decision.label != track.decision.label
             )
             if decision is not None:
                 track.decision = decision  # undecided windows keep the last decision (hysteresis)
                 if track.first_decision is None:
                     track.first_decision = decision
-            faces.append(TrackedFace(d, track, new, changed))
+            tracks.append(track)
         ended = [t for t in self.tracks if self.frame - t.last_frame > self.max_age_frames]
         if ended:
             self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= self.max_age_frames]
-        return TrackerUpdate(faces, ended)
+        tracked = faces.with_track_ids([t.key for t in tracks])
+        return TrackerUpdate(tracked, tracks, new, changed, ended)
 
     def flush(self) -> list[Track]:
         """End and return every live track (the camera's stream ended)."""

@@ -13,9 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.publisher.clips import BufferedFrame, ClipJob, ClipRecorder, FaceMarks, encode_clip
+from maskwatch.core.faces import Faces
+from maskwatch.core.labels import CLASSES
+from maskwatch.publisher.clips import ClipJob, ClipRecorder, encode_clip
+from maskwatch.publisher.frames import BufferedFrame
 from maskwatch.publisher.render import render_frame
 from maskwatch.publisher.retention import Retention
+from maskwatch.publisher.tracker import track_key
 from tests.test_violations import BARE_VIDEO, sampled_jpegs
 
 BOX_A = [500.0, 50.0, 820.0, 440.0]
@@ -25,11 +29,15 @@ BOX_B = [100.0, 300.0, 300.0, 560.0]
 def frames(
     videos: Path, count: int, t0: float = 1000.0, step: float = 0.2, camera: str = "cam"
 ) -> list[BufferedFrame]:
-    marks = FaceMarks(
-        np.array([BOX_A, BOX_B]), ("without_mask", "with_mask"), np.array([0.9, 0.8]), ("1-0", "1-1")
-    )
+    faces = Faces(
+        [BOX_A, BOX_B],
+        [0.98, 0.98],
+        [[0.05, 0.9, 0.05], [0.8, 0.1, 0.1]],
+        CLASSES,
+        track_ids=[track_key(1, 0), track_key(1, 1)],
+    )  # without_mask 0.9 as track "1-0", with_mask 0.8 as track "1-1"
     return [
-        BufferedFrame(camera, seq, t0 + seq * step, marks, jpeg=jpeg)
+        BufferedFrame(camera, seq, t0 + seq * step, faces, jpeg=jpeg)
         for seq, (jpeg, _, _) in enumerate(sampled_jpegs(videos / BARE_VIDEO)[:count])
     ]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from maskwatch.core.faces import Faces
 from maskwatch.core.labels import CLASSES
 from maskwatch.publisher.decide import AgreementRule
-from maskwatch.publisher.tracker import FaceTracker, iou_matrix
+from maskwatch.publisher.tracker import FaceTracker, iou_matrix, track_key, track_name
 
 MASK, BARE, WRONG = (np.eye(3)[i] * 0.8 + 0.2 / 3 for i in range(3))
 
@@ -17,9 +18,10 @@ def box_at(cx: float, cy: float, size: float = 60.0) -> list[float]:
 
 
 def feed(tracker: FaceTracker, seq: int, boxes: list[list[float]], probs: list[np.ndarray]):
-    return tracker.update(
-        np.array(boxes).reshape(-1, 4), np.full(len(boxes), 0.9), np.array(probs).reshape(-1, 3), seq, seq / 5
+    faces = Faces(
+        np.array(boxes).reshape(-1, 4), np.full(len(boxes), 0.9), np.array(probs).reshape(-1, 3), CLASSES
     )
+    return tracker.update(faces, seq, seq / 5)
 
 
 def test_iou_matrix_values() -> None:
@@ -37,9 +39,9 @@ def test_two_people_crossing_keep_their_tracks() -> None:
         a = box_at(100 + 20 * seq, 300)  # walks right, masked
         b = box_at(700 - 20 * seq, 310)  # walks left, bare
         update = feed(tracker, seq, [a, b], [MASK, BARE])
-        by_index = {f.index: f.track for f in update.faces}
-        ids_left_to_right.add(by_index[0].id)
-        ids_right_to_left.add(by_index[1].id)
+        ids_left_to_right.add(update.tracks[0].id)
+        ids_right_to_left.add(update.tracks[1].id)
+        assert [track_name(k) for k in update.faces.track_ids] == [t.id for t in update.tracks]
     assert ids_left_to_right == {"0-0"} and ids_right_to_left == {"0-1"}
     labels = {t.id: t.label for t in tracker.tracks}
     assert labels == {"0-0": "with_mask", "0-1": "without_mask"}
@@ -51,9 +53,9 @@ def test_crossing_with_detection_order_swapped() -> None:
         a, b = box_at(100 + 20 * seq, 300), box_at(710 - 20 * seq, 300)  # nearly coincide at seq 15
         faces = [b, a] if seq % 2 else [a, b]  # the detector does not keep an order
         update = feed(tracker, seq, faces, [MASK, MASK])
-        for f in update.faces:
-            moving_right = faces[f.index] == a
-            assert f.track.id == ("0-0" if moving_right else "0-1"), f"seq {seq}"
+        for index, track in enumerate(update.tracks):
+            moving_right = faces[index] == a
+            assert track.id == ("0-0" if moving_right else "0-1"), f"seq {seq}"
 
 
 def test_face_missing_for_a_few_frames_keeps_its_track() -> None:
@@ -65,7 +67,7 @@ def test_face_missing_for_a_few_frames_keeps_its_track() -> None:
             assert not update.ended
             continue
         update = feed(tracker, seq, [box_at(100 + 10 * seq, 200)], [BARE])
-        ids.add(update.faces[0].track.id)
+        ids.add(update.tracks[0].id)
     assert ids == {"0-0"}
 
 
@@ -77,7 +79,7 @@ def test_track_ends_after_max_age_and_a_new_one_starts() -> None:
         ended += feed(tracker, seq, [], []).ended
     assert [t.id for t in ended] == ["0-0"]
     update = feed(tracker, 5, [box_at(100, 100)], [BARE])
-    assert update.faces[0].new_track and update.faces[0].track.id == "5-0"
+    assert update.new[0] and update.tracks[0].id == "5-0" and update.faces.track_ids[0] == track_key(5, 0)
 
 
 def test_flickering_classification_is_decided_by_agreement() -> None:
@@ -86,7 +88,7 @@ def test_flickering_classification_is_decided_by_agreement() -> None:
     decided = []
     for seq, p in enumerate(pattern):
         update = feed(tracker, seq, [box_at(300, 300)], [p])
-        decided.append(update.faces[0].track.label)
+        decided.append(update.tracks[0].label)
     assert decided[:2] == [None, None]  # one frame never decides
     assert all(label in (None, "with_mask") for label in decided)
     assert decided[-1] == "with_mask"
@@ -98,7 +100,7 @@ def test_low_confidence_votes_do_not_decide() -> None:
     tracker = FaceTracker(CLASSES, rule=AgreementRule(window=5, min_votes=3, min_confidence=0.6))
     for seq in range(10):
         update = feed(tracker, seq, [box_at(300, 300)], [unsure])
-    assert update.faces[0].track.label is None
+    assert update.tracks[0].label is None
 
 
 def test_decision_changes_when_the_person_puts_a_mask_on() -> None:
@@ -106,9 +108,8 @@ def test_decision_changes_when_the_person_puts_a_mask_on() -> None:
     changes = []
     for seq in range(20):
         update = feed(tracker, seq, [box_at(300, 300)], [BARE if seq < 10 else MASK])
-        face = update.faces[0]
-        if face.decision_changed:
-            changes.append((seq, face.track.label))
+        if update.changed[0]:
+            changes.append((seq, update.tracks[0].label))
     assert changes == [(2, "without_mask"), (12, "with_mask")]
     assert tracker.tracks[0].first_decision.label == "without_mask"
 

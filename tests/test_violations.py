@@ -21,8 +21,10 @@ from maskwatch.core.contracts import EndOfStream, ResultMessage
 from maskwatch.core.faces import Faces
 from maskwatch.core.keys import Keys
 from maskwatch.core.labels import CLASSES
+from maskwatch.publisher.decider import TrackDecider, TrackEnded, ViolationDecided
 from maskwatch.publisher.service import PublisherService
 from maskwatch.publisher.sink import EventSink
+from maskwatch.publisher.tracker import FaceTracker, track_name
 from maskwatch.publisher.violations import ViolationMonitor
 from tests.support.pipeline import make_settings, running, wait_for
 
@@ -280,8 +282,7 @@ def test_invalid_zone_is_a_clear_config_error_and_ignored_at_run_time(videos, ca
         )
     with caplog.at_level(logging.ERROR, logger="maskwatch.publisher.violations"):
         monitor = ViolationMonitor(
-            lambda camera: ViolationMonitor.from_settings(make_settings("redis://x")).make_tracker(camera),
-            zones={"gate": [bowtie]},
+            TrackDecider(lambda camera: FaceTracker(CLASSES), zones={"gate": [bowtie]})
         )
     assert "camera 'gate' zone 0 ignored: the zone crosses itself" in caplog.text
     results = make_results("gate", videos / BARE_VIDEO, bare_then_masked_script)[:10]
@@ -330,6 +331,7 @@ def test_snapshot_is_refreshed_when_a_better_frame_follows_and_retention_reports
     results = make_results(camera, videos / BARE_VIDEO, script)[:12]
     docs = [d for r in results[:3] for d in monitor.observe(r, None)]
     snapshot = Path(docs[0]["snapshot"])
+    wait_for(snapshot.is_file, 30, what="the snapshot (written on the clip writer thread)")
     at_violation = snapshot.read_bytes()
     docs += [d for r in results[3:] for d in monitor.observe(r, None)]  # seq 8 is past the post-roll
     docs += wait_for(lambda: monitor.tick(time.time()), 30, what="clip documents")
@@ -360,7 +362,77 @@ def test_faces_outside_zones_are_kept_for_drawing_and_blurring(videos, tmp_path)
         camera, videos / BARE_VIDEO, lambda seq: ([[100.0, 50, 420, 440], FACE_BARE], [BARE, MASK])
     )
     monitor.observe(two_faces[0], None)
-    marks = monitor.recorder.ring(camera).frames[-1].faces
-    assert marks.labels == ("without_mask", "outside_zone") and marks.track_ids == ("0-0", "")
-    assert marks.boxes.tolist()[1] == FACE_BARE, "the outside face is still drawn (grey) and blurred"
+    marks = monitor.recorder.clips.ring(camera).frames[-1]
+    assert marks.labels == ("without_mask", "outside_zone") and marks.track_names == ("0-0", "")
+    assert marks.faces.boxes.tolist()[1] == FACE_BARE, "the outside face is still drawn (grey) and blurred"
     monitor.close(time.time() + 5)
+
+
+def plain_result(camera: str, seq: int, boxes: list[list[float]], probs: list[np.ndarray]) -> ResultMessage:
+    """A result without an image, for the pure decider."""
+    n = len(boxes)
+    faces = Faces(np.array(boxes).reshape(n, 4), np.full(n, 0.98), np.array(probs).reshape(n, 3), CLASSES)
+    return ResultMessage(camera, seq, T0 + seq / 5, 1280, 720, T0 + seq / 5, faces)
+
+
+def test_decider_returns_tracked_faces_and_lifecycle_events_and_ends_tracks_at_eof():
+    decider = TrackDecider(lambda camera: FaceTracker(CLASSES, max_age_frames=10))
+    kinds = []
+    for seq in range(6):  # the file ends while the bare face is still in view
+        faces, events = decider.observe(plain_result("file", seq, [FACE_BARE], [BARE]))
+        assert [track_name(k) for k in faces.track_ids] == ["0-0"], "Faces come back with track ids"
+        assert events[0].faces is faces and events[0].labels == ("without_mask",)
+        kinds += [type(e).__name__ for e in events]
+    assert kinds.count("TrackStarted") == 1 and kinds.count("ViolationDecided") == 1
+    assert kinds.count("TrackUpdated") == 6 and "TrackEnded" not in kinds
+    _, events = decider.observe(plain_result("file", 6, [FACE_BARE], [BARE]))
+    assert not any(isinstance(e, ViolationDecided) for e in events), "one violation per person"
+    ended = decider.end_of_stream("file")
+    assert [(type(e).__name__, getattr(e, "reason", None)) for e in ended] == [
+        ("TrackEnded", "eof"),
+        ("StreamEnded", None),
+    ]
+    assert isinstance(ended[0], TrackEnded) and ended[0].track.id == "0-0" and ended[0].seq == 6
+
+
+def test_tracks_end_and_the_clip_is_finished_when_the_file_ends(redis_url, videos, tmp_path):
+    """The last frames still hold the bare face: eof ends the track at once (not after max_age_frames)."""
+    camera = "door-eof"
+    s = make_settings(
+        redis_url,
+        cameras=[{"id": camera, "url": str(videos / BARE_VIDEO)}],
+        clips=clip_settings(tmp_path, post_roll_s=30.0),
+        violations={"max_age_frames": 1000},
+    )
+    client = redis.Redis.from_url(redis_url)
+    results = make_results(camera, videos / BARE_VIDEO, lambda seq: ([FACE_BARE], [BARE]))[:12]
+    push(client, results)
+    docs = publish_all(
+        s, client, camera, len(results), until=lambda d: any(x["type"] == "clip_ready" for x in d)
+    )
+    assert [d["type"] for d in docs] == ["violation", "clip_ready"]
+    assert docs[1]["frames"] == 12, "the clip ends with the file, not 30 s of post-roll later"
+    assert metric("maskwatch_active_tracks", camera=camera) == 0
+
+
+def test_frame_event_violations_follow_the_configured_violation_classes(redis_url, videos, tmp_path):
+    camera = "door-classes"
+    wrong = np.array([0.05, 0.15, 0.8])
+    s = make_settings(
+        redis_url,
+        cameras=[{"id": camera, "url": str(videos / BARE_VIDEO)}],
+        clips=clip_settings(tmp_path, enabled=False),
+        violations={"violation_classes": ["without_mask"]},
+    )
+    client = redis.Redis.from_url(redis_url)
+    results = make_results(
+        camera, videos / BARE_VIDEO, lambda seq: ([FACE_BARE, [100.0, 50, 300, 300]], [wrong, BARE])
+    )[:8]
+    push(client, results)
+    docs = publish_all(s, client, camera, len(results), until=lambda d: len(d) >= 1)
+    assert [(d["type"], d["class"]) for d in docs] == [("violation", "without_mask")], (
+        "incorrect_mask raises none"
+    )
+    events = [json.loads(f[b"event"]) for _, f in client.xrange(KEYS.events)]
+    assert len(events) == len(results)
+    assert all(e["counts"]["incorrect_mask"] == 1 and e["violations"] == 1 for e in events)
