@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.cli.models_commands import EVAL_FLOOR
 from maskwatch.config.settings import ClassifierSettings, DetectorSettings
+from maskwatch.core.faces import Faces
 from maskwatch.models.crops import crop_faces
-from maskwatch.models.detections import Detections
 from maskwatch.models.detectors.calibration import BoxCalibration
+from maskwatch.models.detectors.registry import get as detector_spec
 from maskwatch.models.evaluation.ap import best_f1_threshold
 from maskwatch.models.evaluation.scenes import ImageResult, compute_metrics, tune_masked_threshold
 from maskwatch.models.evaluation.voc import load_scenes
@@ -90,7 +90,7 @@ SPECS: dict[str, dict] = {
 FLAGS = ("calibrate", "masked")
 
 
-def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[Detections], float, str]:
+def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[Faces], float, str]:
     """Raw detections per image at the evaluation floor, seconds per image and the detector name (cached)."""
     options = {k: v for k, v in SPECS[spec].items() if k not in FLAGS}
     calibrate = bool(SPECS[spec].get("calibrate"))
@@ -101,7 +101,7 @@ def detect_all(spec: str, scenes, weights_dir: Path, cache: Path) -> tuple[list[
         dets, seconds, name = pickle.loads(path.read_bytes())
     else:
         settings = DetectorSettings(weights_dir=weights_dir, box_calibration=calibrated_inside, **options)
-        detector = build_detector(settings, confidence=EVAL_FLOOR[settings.type])
+        detector = build_detector(settings, confidence=detector_spec(settings.type).evaluation_floor)
         dets, total = [], 0.0
         for k, s in enumerate(scenes):
             frame = cv2.imread(str(s.path))
@@ -209,7 +209,7 @@ def main() -> None:
         threshold, _ = best_f1_threshold(train.curves["face"])
         masked = None
         if SPECS[spec].get("masked"):
-            floor = EVAL_FLOOR[SPECS[spec]["type"]]
+            floor = detector_spec(SPECS[spec]["type"]).evaluation_floor
             masked = tune_masked_threshold([results[i] for i in parts["train"]], threshold, floor)
         row = {
             "detector": spec,

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskwatch.core.faces import Faces
 from maskwatch.models.classifier import MaskClassifier
 from maskwatch.models.crops import crop_faces
-from maskwatch.models.detections import Detections
 from maskwatch.models.detectors.base import FaceDetector
 
 MASKED_PROBABILITY = 0.5
@@ -56,14 +56,6 @@ class FaceThreshold:
         return keep
 
 
-@dataclass(frozen=True)
-class AnalyzedFrame:
-    """The faces kept in one frame and their class probabilities (rows follow the classifier's classes)."""
-
-    detections: Detections
-    probs: np.ndarray
-
-
 class FaceAnalyzer:
     """Detector + classifier + crop margin + :class:`FaceThreshold`; ``seconds`` holds the last call's timings."""
 
@@ -87,8 +79,9 @@ class FaceAnalyzer:
         """True when the classifier is the placeholder (no real mask classification)."""
         return bool(self.classifier.placeholder)
 
-    def __call__(self, frames: Sequence[np.ndarray]) -> list[AnalyzedFrame]:
-        """Faces of each BGR frame; without a threshold every detection the detector returned is kept."""
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[Faces]:
+        """The classified faces of each BGR frame (``probs`` in the order of :attr:`classes`);
+        without a threshold every detection the detector returned is kept."""
         if not frames:
             return []
         t0 = time.perf_counter()
@@ -105,10 +98,9 @@ class FaceAnalyzer:
         self.seconds = {"detect": t1 - t0, "classify": time.perf_counter() - t1}
         out, start = [], 0
         for det in detections:
-            p = probs[start : start + len(det)]
+            faces = det.with_probs(probs[start : start + len(det)], self.classes)
             start += len(det)
-            if self.threshold is not None and len(det):
-                keep = self.threshold.keep(det.scores, p, self.classes)
-                det, p = det.filter(keep), p[keep]
-            out.append(AnalyzedFrame(det, p))
+            if self.threshold is not None and len(faces):
+                faces = faces[self.threshold.keep(faces.scores, faces.probs, self.classes)]
+            out.append(faces)
         return out

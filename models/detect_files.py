@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from maskwatch.core.faces import Faces
 from maskwatch.models.analysis import FaceAnalyzer
 from maskwatch.models.annotate import draw_faces
-from maskwatch.models.detections import Detections
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".ts", ".mpg", ".mpeg"})
@@ -50,16 +50,17 @@ def expand_inputs(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def face_records(det: Detections, probs: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
-    """The pipeline's face fields for each detection: box, score, class, probs."""
+def face_records(faces: Faces) -> list[dict[str, Any]]:
+    """The pipeline's face fields for each classified face: box, score, class, probs."""
+    assert faces.probs is not None, "face_records needs classified faces"
     return [
         {
-            "box": [round(float(v), 1) for v in det.boxes[i]],
-            "score": round(float(det.scores[i]), 4),
-            "class": classes[int(np.argmax(probs[i]))],
-            "probs": {c: round(float(p), 4) for c, p in zip(classes, probs[i], strict=True)},
+            "box": [round(float(v), 1) for v in box],
+            "score": round(float(score), 4),
+            "class": label,
+            "probs": {c: round(float(p), 4) for c, p in zip(faces.classes, probs, strict=True)},
         }
-        for i in range(len(det))
+        for box, score, label, probs in zip(faces.boxes, faces.scores, faces.labels, faces.probs, strict=True)
     ]
 
 
@@ -74,14 +75,10 @@ class FrameAnnotator:
         return self.analyzer.models
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:
-        out = []
-        for frame, analyzed in zip(frames, self.analyzer(frames), strict=True):
-            det, p = analyzed.detections, analyzed.probs
-            faces = face_records(det, p, self.analyzer.classes)
-            labels = [f["class"] for f in faces]
-            drawn = draw_faces(frame.copy(), det.boxes, labels, p.max(axis=1) if len(p) else [])
-            out.append((drawn, faces))
-        return out
+        return [
+            (draw_faces(frame.copy(), faces), face_records(faces))
+            for frame, faces in zip(frames, self.analyzer(frames), strict=True)
+        ]
 
 
 def annotate_image(path: Path, out_dir: Path, annotate: FrameAnnotator) -> dict[str, Any]:

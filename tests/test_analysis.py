@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from maskwatch.config.settings import DetectorSettings
+from maskwatch.core.faces import Faces
 from maskwatch.core.labels import CLASSES
 from maskwatch.models.analysis import FaceAnalyzer, FaceThreshold
-from maskwatch.models.detections import Detections
-from maskwatch.runtime.model_factory import DEFAULT_CONFIDENCE, DEFAULT_MASKED_CONFIDENCE, face_threshold
+from maskwatch.models.detectors.registry import get
+from maskwatch.runtime.model_factory import face_threshold
 
 MASKED, BARE, INCORRECT = [0.9, 0.05, 0.05], [0.1, 0.85, 0.05], [0.3, 0.2, 0.5]
 
@@ -32,10 +33,10 @@ def test_without_a_lower_masked_threshold_one_score_rule_applies(masked):
 
 
 def test_settings_defaults_come_per_backend_and_a_masked_default_above_the_confidence_does_nothing():
-    masked = DEFAULT_MASKED_CONFIDENCE["retinaface"]
+    masked = get("retinaface").masked_confidence
     rule = face_threshold(DetectorSettings(type="retinaface"))
-    assert rule == FaceThreshold(DEFAULT_CONFIDENCE["retinaface"], masked) and rule.floor == masked
-    assert face_threshold(DetectorSettings(type="mtcnn")) == FaceThreshold(DEFAULT_CONFIDENCE["mtcnn"], None)
+    assert rule == FaceThreshold(get("retinaface").confidence, masked) and rule.floor == masked
+    assert face_threshold(DetectorSettings(type="mtcnn")) == FaceThreshold(get("mtcnn").confidence, None)
     assert face_threshold(DetectorSettings(type="retinaface", confidence=0.8)) == FaceThreshold(0.8, masked)
     low = face_threshold(DetectorSettings(type="retinaface", confidence=0.5))
     assert low.floor == 0.5 and str(low) == "0.50"
@@ -50,9 +51,7 @@ class _StubDetector:
 
     def detect(self, frames):
         return [
-            Detections(
-                np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0.95, 0.7], np.float32)
-            )
+            Faces(np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0.95, 0.7], np.float32))
             for _ in frames
         ]
 
@@ -75,11 +74,11 @@ def test_analyzer_runs_one_classifier_call_per_batch_and_applies_the_threshold()
     frames = [np.zeros((40, 40, 3), np.uint8)] * 3
     strict = FaceAnalyzer(_StubDetector(), classifier, 0.1, FaceThreshold(0.9))
     out = strict(frames)
-    assert classifier.calls == [6] and [len(a.detections) for a in out] == [1, 1, 1]
-    assert all(a.probs.shape == (1, 3) for a in out)
+    assert classifier.calls == [6] and [len(a) for a in out] == [1, 1, 1]
+    assert all(isinstance(a, Faces) and a.probs.shape == (1, 3) and a.labels == ["with_mask"] for a in out)
     lenient = FaceAnalyzer(_StubDetector(), classifier, 0.1, FaceThreshold(0.9, 0.6))
-    assert [len(a.detections) for a in lenient(frames)] == [2, 2, 2]
+    assert [len(a) for a in lenient(frames)] == [2, 2, 2]
     everything = FaceAnalyzer(_StubDetector(), classifier, 0.1)
-    assert [len(a.detections) for a in everything(frames)] == [2, 2, 2]
+    assert [len(a) for a in everything(frames)] == [2, 2, 2]
     assert everything([]) == [] and set(everything.seconds) == {"detect", "classify"}
     assert everything.models == {"detector": "stub-detector", "classifier": "stub-classifier"}

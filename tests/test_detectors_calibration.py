@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskwatch.config.settings import DetectorSettings
-from maskwatch.models.detections import Detections
+from maskwatch.core.faces import Faces
 from maskwatch.models.detectors.calibration import CALIBRATION_DIR, BoxCalibration, CalibratedDetector
 
 
@@ -18,14 +18,12 @@ def test_fit_recovers_a_known_edge_offset_and_round_trips_through_json(tmp_path)
     # labelled boxes: top edge 20% lower, sides 5% inside
     targets = boxes + np.column_stack([0.05 * w, 0.2 * h, -0.05 * w, 0 * h])
     cal = BoxCalibration.fit("x", boxes, np.full(200, 0.9), None, targets, use_landmarks=False, ridge=1e-6)
-    out = cal.apply(Detections(boxes, np.full(200, 0.9, np.float32)))
+    out = cal.apply(Faces(boxes, np.full(200, 0.9, np.float32)))
     assert np.abs(out.boxes - targets).max() < 0.5
     path = tmp_path / "x.json"
     path.write_text(cal.to_json())
     again = BoxCalibration.load(path)
-    assert np.allclose(
-        again.apply(Detections(boxes, np.full(200, 0.9, np.float32))).boxes, out.boxes, atol=0.05
-    )
+    assert np.allclose(again.apply(Faces(boxes, np.full(200, 0.9, np.float32))).boxes, out.boxes, atol=0.05)
 
 
 def test_shipped_calibrations_load_and_the_wrapper_clips_to_the_frame():
@@ -40,10 +38,10 @@ def test_shipped_calibrations_load_and_the_wrapper_clips_to_the_frame():
 
         def detect(self, frames):
             return [
-                Detections(
+                Faces(
                     np.array([[0, 0, 64, 64]], np.float32),
                     np.array([0.9], np.float32),
-                    np.array([[[20, 25], [44, 25], [32, 38], [22, 50], [42, 50]]], np.float32),
+                    landmarks=np.array([[[20, 25], [44, 25], [32, 38], [22, 50], [42, 50]]], np.float32),
                 )
                 for _ in frames
             ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskwatch.config.settings import DetectorSettings
-from maskwatch.models.detections import Detections
+from maskwatch.core.faces import Faces
 from maskwatch.models.detectors.flip import FlipAugmentedDetector, mirror
 
 FACE = np.array([[10, 20, 40, 60]], np.float32)
@@ -27,14 +27,16 @@ class LeftHalfOnly:
             ys, xs = np.nonzero(f[:, :, 0] > 0)
             if len(xs) and xs.mean() < f.shape[1] / 2:
                 box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
-                out.append(Detections(box, np.array([0.9], np.float32), LANDMARKS - FACE[0, :2] + box[0, :2]))
+                out.append(
+                    Faces(box, np.array([0.9], np.float32), landmarks=LANDMARKS - FACE[0, :2] + box[0, :2])
+                )
             else:
-                out.append(Detections.empty())
+                out.append(Faces.empty())
         return out
 
 
 def test_mirror_maps_boxes_and_landmarks_back_and_is_its_own_inverse():
-    det = Detections(FACE, np.array([0.8], np.float32), LANDMARKS)
+    det = Faces(FACE, np.array([0.8], np.float32), landmarks=LANDMARKS)
     m = mirror(det, 100)
     assert np.allclose(m.boxes, [[60, 20, 90, 60]])
     # the left eye of the mirrored view is the right eye of the original: order is kept semantic

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 
 from maskwatch.core.contracts import FrameMessage, ResultMessage
-from maskwatch.core.faces import Faces
 from maskwatch.models.analysis import FaceAnalyzer
 from maskwatch.worker import metrics
 
@@ -56,14 +55,14 @@ class BatchInference:
                 width=f.width,
                 height=f.height,
                 processed_ts=now,
-                faces=Faces(a.detections.boxes, a.detections.scores, a.probs, self.analyzer.classes),
+                faces=faces,
                 models=self.models,
                 placeholder=self.analyzer.placeholder,
                 worker=self.worker_name,
                 image=f.image if self.include_image else None,
                 encoding=f.encoding,
             )
-            for f, a in zip(good, analyzed, strict=True)
+            for f, faces in zip(good, analyzed, strict=True)
         ]
         return results, bad
 

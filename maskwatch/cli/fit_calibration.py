@@ -16,7 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from maskwatch.config.settings import DetectorSettings
+from maskwatch.core.faces import Faces
 from maskwatch.models.detectors.calibration import CALIBRATION_DIR, BoxCalibration
+from maskwatch.models.detectors.registry import DETECTORS
 from maskwatch.models.evaluation.ap import iou_matrix
 from maskwatch.models.evaluation.voc import load_scenes
 from maskwatch.models.training.splits import load_split
@@ -28,7 +30,7 @@ FIT_FLOOR = 0.3
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("backend", choices=["yunet", "mtcnn", "opencv-res10", "blazeface", "retinaface"])
+    ap.add_argument("backend", choices=list(DETECTORS))
     ap.add_argument("--scenes", type=Path, default=Path("../shared/data/scenes"))
     ap.add_argument("--weights-dir", type=Path, default=Path("../shared/weights"))
     ap.add_argument("--ridge", type=float, default=1.0)
@@ -38,26 +40,22 @@ def main() -> None:
     settings = DetectorSettings(type=args.backend, weights_dir=args.weights_dir, box_calibration=False)
     detector = build_detector(settings, confidence=FIT_FLOOR)
     scenes = load_scenes(args.scenes, load_split("scenes")["train"])
-    boxes, scores, landmarks, targets = [], [], [], []
-    has_landmarks = True
+    pairs, targets = [], []
     for scene in tqdm(scenes, desc=f"fit {args.backend}", unit="img"):
-        det = detector.detect([cv2.imread(str(scene.path))])[0]
-        if not len(det) or not len(scene.boxes):
+        faces = detector.detect([cv2.imread(str(scene.path))])[0]
+        if not len(faces) or not len(scene.boxes):
             continue
-        ious = iou_matrix(det.boxes, scene.boxes)
+        ious = iou_matrix(faces.boxes, scene.boxes)
         keep = ious.max(axis=1) >= PAIR_IOU
-        boxes.append(det.boxes[keep])
-        scores.append(det.scores[keep])
+        pairs.append(faces[keep])
         targets.append(scene.boxes[ious.argmax(axis=1)[keep]])
-        has_landmarks &= det.landmarks is not None
-        landmarks.append(
-            det.landmarks[keep] if det.landmarks is not None else np.zeros((int(keep.sum()), 5, 2))
-        )
+    matched = Faces.merge(pairs)
+    has_landmarks = matched.landmarks is not None
     calibration = BoxCalibration.fit(
         args.backend,
-        np.concatenate(boxes),
-        np.concatenate(scores),
-        np.concatenate(landmarks) if has_landmarks else None,
+        matched.boxes,
+        matched.scores,
+        matched.landmarks,
         np.concatenate(targets),
         use_landmarks=has_landmarks,
         ridge=args.ridge,

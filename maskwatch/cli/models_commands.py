@@ -15,32 +15,38 @@ from maskwatch.config.settings import (
     Settings,
     load_settings,
 )
+from maskwatch.models.detectors.registry import AUTO, DETECTORS, get, with_weight_files
 
-DETECTOR_TYPES = ("auto", "mtcnn", "yunet", "opencv-res10", "blazeface", "retinaface")
-EVAL_FLOOR = {"mtcnn": 0.3, "yunet": 0.3, "opencv-res10": 0.1, "blazeface": 0.3, "retinaface": 0.1}
-"""Lowest score kept during evaluation, so AP sees the whole precision-recall curve."""
+DETECTOR_TYPES = (AUTO, *DETECTORS)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
 
 
+_OPTIONS = (
+    ("detector", ("type",)),
+    ("weights_dir", ("weights_dir",)),
+    ("threshold", ("confidence",)),
+    ("masked_threshold", ("masked_confidence",)),
+    ("upscale_to", ("yunet", "upscale_to")),
+    ("downscale_to", ("yunet", "downscale_to")),
+    ("min_face_size", ("mtcnn", "min_face_size")),
+)
+"""Command-line option -> the detector setting it overrides (``detector.<section>.<field>`` for backend options)."""
+
+
 def _detector_settings(args: argparse.Namespace, base: DetectorSettings) -> DetectorSettings:
-    changes: dict[str, Any] = {}
-    for arg, field in (
-        ("detector", "type"),
-        ("weights_dir", "weights_dir"),
-        ("threshold", "confidence"),
-        ("masked_threshold", "masked_confidence"),
-        ("upscale_to", "upscale_to"),
-        ("downscale_to", "downscale_to"),
-        ("min_face_size", "min_face_size"),
-    ):
+    data: dict[str, Any] = base.model_dump()
+    for arg, path in _OPTIONS:
         value = getattr(args, arg, None)
         if value is not None:
-            changes[field] = value
+            target = data
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
     try:
-        return DetectorSettings(**(base.model_dump() | changes))
+        return DetectorSettings(**data)
     except ValueError as e:
         raise ConfigError("command line", [str(e)]) from None
 
@@ -117,7 +123,7 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     rule = face_threshold(det_settings)
     try:
         analyzer = build_analyzer(
-            det_settings, _classifier_settings(args, settings), evaluation_floor=EVAL_FLOOR[kind]
+            det_settings, _classifier_settings(args, settings), evaluation_floor=get(kind).evaluation_floor
         )
     except (WeightsError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
@@ -154,14 +160,15 @@ def _cmd_evaluate_scenes(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    from maskwatch.models.detectors.weights import DETECTORS, file_states, package_file_state, weights_ready
+    from maskwatch.models.detectors.weights import file_states, package_file_state, weights_ready
     from maskwatch.runtime.model_factory import resolve_detector_type
 
     settings = _settings(args)
     weights_dir = args.weights_dir or settings.detector.weights_dir
     det = settings.detector.model_copy(update={"weights_dir": weights_dir})
     print(f"detector.type = {det.type} -> {resolve_detector_type(det)}; weights folder {weights_dir}")
-    for name, entry in DETECTORS.items():
+    for name, spec in DETECTORS.items():
+        entry = spec.weights
         if entry.package:
             state = (
                 "installed"
@@ -271,7 +278,7 @@ def register(
     p = models_sub.add_parser(
         "fetch", help="Install a detector's weights (sha256 pinned) from the web or a folder"
     )
-    p.add_argument("name", choices=("yunet", "opencv-res10"))
+    p.add_argument("name", choices=with_weight_files())
     p.add_argument(
         "--from", dest="source", type=Path, metavar="DIR", help="Copy from this folder instead of downloading"
     )

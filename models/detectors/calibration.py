@@ -3,7 +3,7 @@
 Detectors disagree on what a face box is (YuNet's boxes take in forehead and hair; the scene
 labels run from the eyebrows to the chin), and at IoU 0.5 that costs recall and AP for no
 fault of the detection. Each backend gets a ridge regression, fit on the ``train`` scenes
-only (``python -m maskwatch.models.detectors.calibration fit``), that predicts the four edge offsets in
+only (``python -m maskwatch.cli.fit_calibration BACKEND``), that predicts the four edge offsets in
 box widths/heights from the box shape, size, score and, where the backend has them, its
 landmarks relative to the box. Coefficients live in ``models/detectors/calibration/<backend>.json``.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from maskwatch.models.detections import Detections
+from maskwatch.core.faces import Faces
 from maskwatch.models.detectors.base import FaceDetector
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
@@ -57,12 +57,12 @@ class BoxCalibration:
     pairs: int = 0
     note: str = ""
 
-    def apply(self, det: Detections) -> Detections:
-        """The same detections with calibrated boxes (landmarks and scores unchanged)."""
-        if not len(det):
-            return det
-        off = features(det.boxes, det.scores, det.landmarks, self.use_landmarks) @ self.weights
-        b = det.boxes
+    def apply(self, faces: Faces) -> Faces:
+        """The same faces with calibrated boxes (everything else unchanged)."""
+        if not len(faces):
+            return faces
+        off = features(faces.boxes, faces.scores, faces.landmarks, self.use_landmarks) @ self.weights
+        b = faces.boxes
         bw = np.maximum(b[:, 2] - b[:, 0], 1.0)
         bh = np.maximum(b[:, 3] - b[:, 1], 1.0)
         boxes = np.column_stack(
@@ -73,7 +73,7 @@ class BoxCalibration:
                 b[:, 3] + off[:, 3] * bh,
             ]
         )
-        return Detections(boxes.astype(np.float32), det.scores, det.landmarks)
+        return replace(faces, boxes=boxes)
 
     @classmethod
     def fit(
@@ -131,7 +131,7 @@ class CalibratedDetector:
         self.calibration = calibration
         self.name = f"{inner.name}+boxcal"
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Faces]:
         out = self.inner.detect(frames)
         return [
             self.calibration.apply(d).clip(f.shape[1], f.shape[0]) for d, f in zip(out, frames, strict=True)

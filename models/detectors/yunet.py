@@ -7,12 +7,45 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from maskwatch.models.detections import Detections
-from maskwatch.models.detectors.base import WeightsError, require_file
+from maskwatch.core.faces import Faces
+from maskwatch.models.detectors.base import (
+    BackendConfig,
+    DetectorSpec,
+    DetectorWeights,
+    WeightFile,
+    WeightsError,
+    require_file,
+)
 from maskwatch.models.detectors.nms import nms, resize_long_side
 
-WEIGHTS_FILE = "face_detection_yunet.onnx"
+WEIGHTS = WeightFile(
+    "face_detection_yunet.onnx",
+    "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+)
+WEIGHTS_FILE = WEIGHTS.name
+MAX_NMS_IOU = 0.3
+"""YuNet's overlapping candidates need a tighter NMS than the settings' default: ``nms_iou`` is capped here."""
+
+
+class YuNetConfig(BackendConfig):
+    """``detector.yunet``."""
+
+    upscale_to: int | None = Field(
+        1280,
+        ge=64,
+        le=7680,
+        description="Frames whose long side is shorter also get a pass upscaled to this size (small faces); None: off",
+    )
+    downscale_to: int | None = Field(
+        400,
+        ge=64,
+        le=7680,
+        description="Frames 1.5x larger also get a pass downscaled to this long side (very large faces); None: off",
+    )
+    top_k: int = Field(5000, ge=1, description="Candidates kept before NMS")
 
 
 class YuNetDetector:
@@ -28,18 +61,13 @@ class YuNetDetector:
     one image per call, so a batch is a loop.
     """
 
-    def __init__(
-        self,
-        weights_dir: Path,
-        confidence: float = 0.6,
-        nms_iou: float = 0.3,
-        upscale_to: int | None = None,
-        downscale_to: int | None = None,
-        top_k: int = 5000,
-    ) -> None:
+    def __init__(self, config: YuNetConfig, *, weights_dir: Path, confidence: float, nms_iou: float) -> None:
         model = require_file(Path(weights_dir) / WEIGHTS_FILE, "yunet")
+        nms_iou = min(nms_iou, MAX_NMS_IOU)
         try:
-            self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), confidence, nms_iou, top_k)
+            self.net = cv2.FaceDetectorYN.create(
+                str(model), "", (320, 320), confidence, nms_iou, config.top_k
+            )
         except cv2.error as e:
             raise WeightsError(
                 f"yunet: cannot load {model} (corrupt file?); reinstall it with "
@@ -47,19 +75,19 @@ class YuNetDetector:
             ) from None
         self.confidence = confidence
         self.nms_iou = nms_iou
-        self.upscale_to = upscale_to
-        self.downscale_to = downscale_to
+        self.upscale_to = config.upscale_to
+        self.downscale_to = config.downscale_to
         passes = (
             ["native"]
-            + [f"up{upscale_to}px"] * bool(upscale_to)
-            + [f"down{downscale_to}px"] * bool(downscale_to)
+            + [f"up{self.upscale_to}px"] * bool(self.upscale_to)
+            + [f"down{self.downscale_to}px"] * bool(self.downscale_to)
         )
         self.name = f"yunet:{model.name}" + (f"[{'+'.join(passes)}]" if len(passes) > 1 else "")
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Faces]:
         return [self._detect_one(f) for f in frames]
 
-    def _detect_one(self, frame: np.ndarray) -> Detections:
+    def _detect_one(self, frame: np.ndarray) -> Faces:
         h, w = frame.shape[:2]
         long_side = max(h, w)
         sizes: list[int | None] = [None]
@@ -67,29 +95,27 @@ class YuNetDetector:
             sizes.append(self.upscale_to)
         if self.downscale_to and long_side >= 1.5 * self.downscale_to:
             sizes.append(self.downscale_to)
-        found = [d for d in (self._run(frame, size, w, h) for size in sizes) if len(d)]
-        if len(found) < 2:
-            return found[0] if found else _empty()
-        merged = Detections(
-            np.concatenate([d.boxes for d in found]),
-            np.concatenate([d.scores for d in found]),
-            np.concatenate([d.landmarks for d in found]),
-        )
-        return nms(merged, self.nms_iou)
+        found = [self._run(frame, size, w, h) for size in sizes]
+        return found[0] if len(found) == 1 else nms(Faces.merge(found), self.nms_iou)
 
-    def _run(self, frame: np.ndarray, long_side: int | None, w: int, h: int) -> Detections:
+    def _run(self, frame: np.ndarray, long_side: int | None, w: int, h: int) -> Faces:
         image, scale = resize_long_side(frame, long_side)
         self.net.setInputSize((image.shape[1], image.shape[0]))
-        _, faces = self.net.detect(image)
-        if faces is None or not len(faces):
-            return Detections(
-                np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-            )
-        scores = faces[:, 14].astype(np.float32)
-        geometry = faces[:, :14].astype(np.float32) / np.float32(scale)
+        _, rows = self.net.detect(image)
+        rows = np.zeros((0, 15), np.float32) if rows is None else rows.astype(np.float32)
+        # rows: x y w h, 5 landmarks (x, y), score; in pixels of the resized image
+        geometry = rows[:, :14] / np.float32(scale)
         boxes = np.column_stack([geometry[:, :2], geometry[:, :2] + geometry[:, 2:4]])
-        return Detections(boxes, scores, geometry[:, 4:14].reshape(-1, 5, 2)).clip(w, h)
+        return Faces(boxes, rows[:, 14], landmarks=geometry[:, 4:14].reshape(len(rows), 5, 2)).clip(w, h)
 
 
-def _empty() -> Detections:
-    return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+SPEC = DetectorSpec(
+    key="yunet",
+    detector=YuNetDetector,
+    config=YuNetConfig,
+    confidence=0.80,
+    evaluation_floor=0.3,
+    weights=DetectorWeights("OpenCV YuNet, ONNX (cv2.FaceDetectorYN)", files=(WEIGHTS,)),
+    auto_rank=1,
+    flat_keys={"upscale_to": "upscale_to", "downscale_to": "downscale_to"},
+)

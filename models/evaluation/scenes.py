@@ -56,7 +56,7 @@ def run_models(
         t0 = time.perf_counter()
         (found,) = analyzer([frame])
         seconds += time.perf_counter() - t0
-        results.append(ImageResult(scene, found.detections.boxes, found.detections.scores, found.probs))
+        results.append(ImageResult(scene, found.boxes, found.scores, found.probs))
     return results, seconds
 
 
@@ -187,7 +187,7 @@ def tune_masked_threshold(
     """The highest masked-face threshold (``threshold`` down to ``floor`` in ``step``) at which the
     recall of masked faces reaches that of bare faces on ``results``; None if none does.
 
-    Meant for the ``train`` split: :data:`models.factory.DEFAULT_MASKED_CONFIDENCE` comes from it.
+    Meant for the ``train`` split: each backend's ``DetectorSpec.masked_confidence`` comes from it.
     """
     for candidate in np.arange(threshold - step, floor - 1e-9, -step):
         recall = compute_metrics(results, threshold, masked_threshold=float(candidate)).metrics[
