@@ -160,14 +160,18 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=96, help="frames per throughput run")
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per latency run")
     p.add_argument("--fps", type=float, default=5.0, help="target fps per camera in latency runs")
+    p.add_argument("--batches", default="1,8,32", help="worker batch sizes of the throughput runs")
+    p.add_argument("--cameras", default="1,4,8", help="live camera counts of the latency runs ('' skips them)")
     args = p.parse_args()
     videos, weights = args.shared / "data" / "videos", args.shared / "weights"
     server = RedisServer().start()
     try:
-        throughput = [worker_throughput(server.url, weights, videos, b, args.frames) for b in (1, 8, 32)]
+        batches = [int(b) for b in args.batches.split(",") if b]
+        throughput = [worker_throughput(server.url, weights, videos, b, args.frames) for b in batches]
         for r in throughput:
             print(f"batch {r['batch']:>2}: {r['frames_per_s']:7.2f} frames/s {r['faces_per_s']:7.2f} faces/s")
-        latency = [end_to_end(server.url, weights, videos, n, args.seconds, args.fps) for n in (1, 4, 8)]
+        counts = [int(n) for n in args.cameras.split(",") if n]
+        latency = [end_to_end(server.url, weights, videos, n, args.seconds, args.fps) for n in counts]
         for r in latency:
             print(
                 f"{r['cameras']} camera(s): {r['events_per_s']:6.2f} events/s  p50 {r['latency_p50_s']:.3f}s  "

