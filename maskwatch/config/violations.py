@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from maskwatch.config.base import StrictModel
+from maskwatch.config.paths import default_clips_dir
 
 ViolationClass = Literal["without_mask", "incorrect_mask"]
 DEFAULT_VIOLATION_CLASSES: tuple[ViolationClass, ...] = ("without_mask", "incorrect_mask")
-from maskwatch.config.paths import default_clips_dir
 
 
 class ViolationSettings(StrictModel):
