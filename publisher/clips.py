@@ -23,7 +23,10 @@ import av
 import cv2
 import numpy as np
 
+from maskwatch.config.settings import Settings
+from maskwatch.config.violations import ClipSettings
 from maskwatch.core.contracts import event_id
+from maskwatch.core.errors import ErrorKind
 from maskwatch.publisher.frames import BufferedFrame, FrameRing
 from maskwatch.publisher.render import render_frame
 from maskwatch.publisher.retention import Retention, RetentionReport
@@ -32,6 +35,7 @@ from maskwatch.publisher.snapshots import SnapshotJob, SnapshotResult, SnapshotW
 log = logging.getLogger(__name__)
 
 BlurMode = str  # "none" | "all" | "others"
+_CLIP_DEFAULTS = ClipSettings.model_fields  # a job's defaults are the ``clips`` section's, declared there
 
 
 @dataclass
@@ -45,9 +49,9 @@ class ClipJob:
     violators: set[str]
     violation_ids: list[str]
     fps: float
-    blur: BlurMode = "none"
-    max_width: int | None = 1280
-    crf: int = 26
+    blur: BlurMode = _CLIP_DEFAULTS["blur"].default
+    max_width: int | None = _CLIP_DEFAULTS["max_width"].default
+    crf: int = _CLIP_DEFAULTS["crf"].default
     zones: Sequence[Sequence[tuple[float, float]]] = ()
     snapshots: list[SnapshotJob] = field(default_factory=list)
     max_bytes: int | None = None
@@ -66,8 +70,13 @@ class ClipResult:
     write_s: float = 0.0
     size_bytes: int = 0
     error: str | None = None
-    reason: str | None = None
+    reason: ErrorKind | None = None
     retention: RetentionReport | None = None
+
+
+def max_total_bytes(clips: ClipSettings) -> int:
+    """``clips.max_total_mb`` in bytes: the retention budget, and the largest clip that is kept."""
+    return int(clips.max_total_mb * 1e6)
 
 
 def encode_clip(job: ClipJob) -> ClipResult:
@@ -118,7 +127,7 @@ def encode_clip(job: ClipJob) -> ClipResult:
                 f"clip of {size_bytes / 1e6:.2f} MB exceeds clips.max_total_mb ({job.max_bytes / 1e6:.3g} MB); "
                 "not kept: raise the limit"
             )
-            result.reason = "too_large"
+            result.reason = ErrorKind.TOO_LARGE
             return result
         os.replace(part, job.path)
         result.frames = written
@@ -127,7 +136,7 @@ def encode_clip(job: ClipJob) -> ClipResult:
     except (OSError, av.error.FFmpegError, ValueError) as e:
         part.unlink(missing_ok=True)
         result.error = f"cannot write clip {job.path}: {e}"
-        result.reason = "write_error"
+        result.reason = ErrorKind.WRITE_ERROR
     finally:
         result.write_s = time.perf_counter() - started
     return result
@@ -153,22 +162,24 @@ class ClipRecorder:
     """Ring buffers, open clips and the writer thread of every camera.
 
     ``fps_of`` gives a camera's clip frame rate; ``zones_of`` its zone polygons (drawn on clips).
+    The values come from the ``clips`` settings (:meth:`from_settings`).
     """
 
     def __init__(
         self,
         root: Path,
-        pre_roll_s: float = 3.0,
-        post_roll_s: float = 3.0,
-        max_clip_s: float = 60.0,
-        ring_frames: int = 150,
-        fps_of: Callable[[str], float] = lambda camera: 5.0,
+        *,
+        pre_roll_s: float,
+        post_roll_s: float,
+        max_clip_s: float,
+        ring_frames: int,
+        fps_of: Callable[[str], float],
         zones_of: Callable[[str], Sequence[Sequence[tuple[float, float]]]] = lambda camera: (),
-        blur: BlurMode = "none",
-        max_width: int | None = 1280,
-        crf: int = 26,
-        max_pending: int = 8,
-        max_bytes: int | None = None,
+        blur: BlurMode,
+        max_width: int | None,
+        crf: int,
+        max_pending: int,
+        max_bytes: int | None,
         retention: Retention | None = None,
         snapshot_writer: SnapshotWriter | None = None,
         clock: Callable[[], float] = time.time,
@@ -192,6 +203,37 @@ class ClipRecorder:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._abandon = threading.Event()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        zones_of: Callable[[str], Sequence[Sequence[tuple[float, float]]]] = lambda camera: (),
+        retention: Retention | None = None,
+        snapshot_writer: SnapshotWriter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> ClipRecorder:
+        """The recorder of the ``clips`` settings; a camera's clip frame rate is ``clips.fps``, else its own."""
+        c = settings.clips
+        fps = {cam.id: cam.fps for cam in settings.cameras}
+        return cls(
+            c.dir.absolute(),
+            pre_roll_s=c.pre_roll_s,
+            post_roll_s=c.post_roll_s,
+            max_clip_s=c.max_clip_s,
+            ring_frames=c.ring_buffer_frames,
+            fps_of=lambda camera: c.fps or fps.get(camera, 5.0),
+            zones_of=zones_of,
+            blur=c.blur,
+            max_width=c.max_width,
+            crf=c.crf,
+            max_pending=c.max_pending,
+            max_bytes=max_total_bytes(c),
+            retention=retention,
+            snapshot_writer=snapshot_writer,
+            clock=clock,
+        )
 
     # --- frames and clips (loop thread) ---
 
@@ -268,7 +310,7 @@ class ClipRecorder:
                         clip.path,
                         clip.violation_ids,
                         error=error,
-                        reason="backlog",
+                        reason=ErrorKind.BACKLOG,
                     )
                 )
                 return
@@ -293,7 +335,7 @@ class ClipRecorder:
                 job.path,
                 job.violation_ids,
                 error=f"clip writer failed: {e!r}",
-                reason="internal",
+                reason=ErrorKind.INTERNAL,
             )
         finally:
             with self._lock:

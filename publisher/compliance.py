@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 
-from maskwatch.core.labels import CLASSES, VIOLATION_CLASSES
+from maskwatch.config.violations import ViolationSettings
+from maskwatch.core.errors import ErrorKind
+from maskwatch.core.labels import CLASSES
 from maskwatch.publisher import metrics
 from maskwatch.publisher.decider import FrameTracked, StreamEnded, TrackDecided, TrackEvent, ViolationDecided
 
-CLIP_ERROR_REASONS = ("write_error", "too_large", "backlog", "snapshot", "internal")
+CLIP_ERROR_REASONS = (
+    ErrorKind.WRITE_ERROR,
+    ErrorKind.TOO_LARGE,
+    ErrorKind.BACKLOG,
+    ErrorKind.SNAPSHOT,
+    ErrorKind.INTERNAL,
+)
+"""The ``reason`` labels of ``maskwatch_clip_errors_total`` (shown at 0 from a camera's first frame)."""
 
 
 class Compliance:
@@ -48,10 +57,15 @@ class ComplianceMetrics:
     ``maskwatch_compliance_ratio`` from track events (and shows every per-camera counter at 0 from the
     camera's first frame)."""
 
-    def __init__(self, violation_classes: Collection[str] = VIOLATION_CLASSES, window_s: float = 300.0):
+    def __init__(self, *, violation_classes: Collection[str], window_s: float):
         self.violation_classes = tuple(dict.fromkeys(violation_classes))
         self.window_s = window_s
         self.cameras: dict[str, Compliance] = {}
+
+    @classmethod
+    def from_settings(cls, violations: ViolationSettings) -> ComplianceMetrics:
+        """The metrics of the ``violations`` settings (``violation_classes``, ``compliance_window_s``)."""
+        return cls(violation_classes=violations.violation_classes, window_s=violations.compliance_window_s)
 
     def _camera(self, camera: str) -> Compliance:
         compliance = self.cameras.get(camera)

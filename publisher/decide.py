@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskwatch.config.violations import ViolationSettings
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -23,9 +25,14 @@ class AgreementRule:
     their most probable class and the mean probability of ``c`` over those observations is at least
     ``min_confidence``. One frame never decides (unless configured with ``min_votes=1``)."""
 
-    window: int = 5
-    min_votes: int = 3
-    min_confidence: float = 0.6
+    window: int
+    min_votes: int
+    min_confidence: float
+
+    @classmethod
+    def from_settings(cls, violations: ViolationSettings) -> AgreementRule:
+        """The rule of the ``violations`` settings (``window_frames``, ``min_votes``, ``min_confidence``)."""
+        return cls(violations.window_frames, violations.min_votes, violations.min_confidence)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_votes <= self.window:

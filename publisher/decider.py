@@ -17,7 +17,6 @@ decides each track's class by agreement (:class:`AgreementRule`) and returns the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,12 +26,10 @@ import numpy as np
 from maskwatch.config.settings import Settings
 from maskwatch.core.contracts import ResultMessage
 from maskwatch.core.faces import Faces
-from maskwatch.core.labels import ALIASES, CLASSES, VIOLATION_CLASSES
-from maskwatch.core.zones import ZoneError, faces_in_zones, validate_polygon
-from maskwatch.publisher.decide import AgreementRule, Decision
+from maskwatch.core.labels import ALIASES, CLASSES
+from maskwatch.core.zones import faces_in_zones
+from maskwatch.publisher.decide import Decision
 from maskwatch.publisher.tracker import FaceTracker, Track
-
-log = logging.getLogger(__name__)
 
 Polygon = list[tuple[float, float]]
 OUTSIDE_ZONE = "outside_zone"
@@ -117,19 +114,6 @@ TrackEvent = (
 )
 
 
-def valid_zones(camera: str, polygons: Sequence[Sequence[Sequence[float]]]) -> list[Polygon]:
-    """The camera's usable zones; each unusable one is logged and ignored (no zone left: every face counts)."""
-    valid = []
-    for i, polygon in enumerate(polygons):
-        try:
-            valid.append(validate_polygon(polygon))
-        except ZoneError as e:
-            log.error("violations: camera %r zone %d ignored: %s", camera, i, e)
-    if polygons and not valid:
-        log.error("violations: camera %r has no usable zone; every face of it counts", camera)
-    return valid
-
-
 def canonical_faces(faces: Faces) -> Faces:
     """``faces`` classified in :data:`CLASSES` order (aliases mapped, unknown classes dropped; unclassified
     faces get all-zero rows)."""
@@ -150,30 +134,32 @@ class TrackDecider:
 
     ``make_tracker`` builds the :class:`FaceTracker` of a camera (classes :data:`CLASSES`);
     ``violation_classes`` are the decided classes that raise a violation; ``zones`` maps a camera to
-    its polygons (normalized ``(x, y)``; a camera without zones counts every face).
+    its polygons (normalized ``(x, y)``, as the camera settings validated them; a camera without
+    zones counts every face).
     """
 
     def __init__(
         self,
         make_tracker: Callable[[str], FaceTracker],
-        violation_classes: Collection[str] = VIOLATION_CLASSES,
-        zones: Mapping[str, Sequence[Sequence[Sequence[float]]]] | None = None,
+        *,
+        violation_classes: Collection[str],
+        zones: Mapping[str, Sequence[Polygon]] | None = None,
     ):
         self.make_tracker = make_tracker
         self.violation_classes = frozenset(violation_classes)
-        self.zones = {camera: valid_zones(camera, polys) for camera, polys in (zones or {}).items()}
+        self.zones = {camera: list(polys) for camera, polys in (zones or {}).items()}
         self.trackers: dict[str, FaceTracker] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrackDecider:
+        """The decider of the ``violations`` settings and each camera's (validated) ``zones``."""
         v = settings.violations
-        rule = AgreementRule(v.window_frames, v.min_votes, v.min_confidence)
-
-        def make_tracker(camera: str) -> FaceTracker:
-            return FaceTracker(CLASSES, rule, v.iou_threshold, v.max_center_shift, v.max_age_frames)
-
         zones = {cam.id: cam.zones for cam in settings.cameras if cam.zones}
-        return cls(make_tracker, v.violation_classes, zones)
+        return cls(
+            lambda camera: FaceTracker.from_settings(v),
+            violation_classes=v.violation_classes,
+            zones=zones,
+        )
 
     def zones_of(self, camera: str) -> list[Polygon]:
         return self.zones.get(camera, [])

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from maskwatch.config.settings import Settings
+from maskwatch.core.errors import ErrorKind
 from maskwatch.publisher import metrics
-from maskwatch.publisher.clips import ClipRecorder, ClipResult
+from maskwatch.publisher.clips import ClipRecorder, ClipResult, max_total_bytes
 from maskwatch.publisher.decider import (
     FrameTracked,
     Polygon,
@@ -107,7 +108,8 @@ class MediaRecorder:
         clips: ClipRecorder,
         retention: Retention | None = None,
         zones_of: Callable[[str], Sequence[Polygon]] = lambda camera: (),
-        retention_interval_s: float = 60.0,
+        *,
+        retention_interval_s: float,
     ):
         self.clips = clips
         self.retention = retention
@@ -131,26 +133,14 @@ class MediaRecorder:
         c = settings.clips
         if not c.enabled:
             return None
-        fps = {cam.id: cam.fps for cam in settings.cameras}
-        max_bytes = int(c.max_total_mb * 1e6)
-        retention = Retention(c.dir.absolute(), c.max_age_s, max_bytes)
-        clips = ClipRecorder(
-            c.dir.absolute(),
-            c.pre_roll_s,
-            c.post_roll_s,
-            c.max_clip_s,
-            c.ring_buffer_frames,
-            fps_of=lambda camera: c.fps or fps.get(camera, 5.0),
+        retention = Retention(c.dir.absolute(), c.max_age_s, max_total_bytes(c))
+        clips = ClipRecorder.from_settings(
+            settings,
             zones_of=zones_of,
-            blur=c.blur,
-            max_width=c.max_width,
-            crf=c.crf,
-            max_pending=c.max_pending,
-            max_bytes=max_bytes,
             retention=retention,
-            snapshot_writer=SnapshotWriter(c.blur, c.max_width, c.jpeg_quality),
+            snapshot_writer=SnapshotWriter.from_settings(c),
         )
-        return cls(clips, retention, zones_of, c.retention_interval_s)
+        return cls(clips, retention, zones_of, retention_interval_s=c.retention_interval_s)
 
     # --- events (loop thread) ---
 
@@ -240,7 +230,7 @@ class MediaRecorder:
             elif isinstance(item, SnapshotResult):
                 if item.error:
                     log.error("violations: %s", item.error)
-                    metrics.CLIP_ERRORS.labels(item.camera, "snapshot").inc()
+                    metrics.CLIP_ERRORS.labels(item.camera, ErrorKind.SNAPSHOT).inc()
                 else:
                     metrics.SNAPSHOTS_WRITTEN.labels(item.camera).inc()
         return finished
@@ -249,7 +239,7 @@ class MediaRecorder:
         camera = clip.camera
         if clip.error:
             log.error("violations: %s", clip.error)
-            metrics.CLIP_ERRORS.labels(camera, clip.reason or "error").inc()
+            metrics.CLIP_ERRORS.labels(camera, clip.reason or ErrorKind.ERROR).inc()
         else:
             metrics.CLIPS_WRITTEN.labels(camera).inc()
             metrics.CLIP_WRITE_SECONDS.labels(camera).observe(clip.write_s)

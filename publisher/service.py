@@ -14,7 +14,6 @@ from maskwatch.config.settings import PublisherSettings, Settings
 from maskwatch.core.contracts import EndOfStream, ResultMessage, decode_result_entry
 from maskwatch.core.errors import ContractError
 from maskwatch.core.keys import Keys
-from maskwatch.core.labels import VIOLATION_CLASSES
 from maskwatch.publisher import metrics
 from maskwatch.publisher.events import frame_event
 from maskwatch.publisher.sink import EventSink
@@ -67,7 +66,8 @@ class PublisherService(Stage):
         options: LoopOptions,
         monitor: Monitor | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
-        violation_classes: Collection[str] = VIOLATION_CLASSES,
+        *,
+        violation_classes: Collection[str],
     ) -> None:
         super().__init__(client, heartbeat, options)
         self.keys, self.consumer, self.sink = keys, consumer, sink

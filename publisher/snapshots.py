@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 
+from maskwatch.config.violations import ClipSettings
 from maskwatch.publisher.frames import BufferedFrame
 from maskwatch.publisher.render import render_frame
 
@@ -41,10 +42,15 @@ class SnapshotResult:
 class SnapshotWriter:
     """Renders a frame like a clip frame (same blur rule) and writes it as JPEG, atomically."""
 
-    def __init__(self, blur: str = "none", max_width: int | None = 1280, quality: int = 90):
+    def __init__(self, *, blur: str, max_width: int | None, quality: int):
         self.blur = blur
         self.max_width = max_width
         self.quality = quality
+
+    @classmethod
+    def from_settings(cls, clips: ClipSettings) -> SnapshotWriter:
+        """The writer of the ``clips`` settings (blur, ``max_width``, ``jpeg_quality``)."""
+        return cls(blur=clips.blur, max_width=clips.max_width, quality=clips.jpeg_quality)
 
     def write(self, job: SnapshotJob) -> str | None:
         """Write the snapshot; return None, or the error text (the caller logs and counts it)."""

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskwatch.config.violations import ViolationSettings
 from maskwatch.core.faces import Faces
+from maskwatch.core.labels import CLASSES
 from maskwatch.publisher.decide import AgreementRule, Decision
 
 TRACK_INDEX_BITS = 16
@@ -105,20 +107,32 @@ class FaceTracker:
     def __init__(
         self,
         classes: Sequence[str],
-        rule: AgreementRule | None = None,
-        iou_threshold: float = 0.25,
-        max_center_shift: float = 1.0,
-        max_age_frames: int = 10,
+        rule: AgreementRule,
+        *,
+        iou_threshold: float,
+        max_center_shift: float,
+        max_age_frames: int,
         velocity_smoothing: float = 0.5,
     ):
         self.classes = tuple(classes)
-        self.rule = rule or AgreementRule()
+        self.rule = rule
         self.iou_threshold = iou_threshold
         self.max_center_shift = max_center_shift
         self.max_age_frames = max_age_frames
         self.velocity_smoothing = velocity_smoothing
         self.tracks: list[Track] = []
         self.frame = 0
+
+    @classmethod
+    def from_settings(cls, violations: ViolationSettings, classes: Sequence[str] = CLASSES) -> FaceTracker:
+        """A tracker of the ``violations`` settings (matching, ``max_age_frames`` and the agreement rule)."""
+        return cls(
+            classes,
+            AgreementRule.from_settings(violations),
+            iou_threshold=violations.iou_threshold,
+            max_center_shift=violations.max_center_shift,
+            max_age_frames=violations.max_age_frames,
+        )
 
     def _associate(self, boxes: np.ndarray) -> dict[int, int]:
         """Greedy face -> track assignment: IoU with the predicted box first, then centre distance."""

@@ -66,10 +66,9 @@ class ViolationMonitor:
     @classmethod
     def from_settings(cls, settings: Settings) -> ViolationMonitor:
         """The monitor the settings describe (``violations``, ``clips`` and each camera's ``zones``)."""
-        v = settings.violations
         decider = TrackDecider.from_settings(settings)
         recorder = MediaRecorder.from_settings(settings, decider.zones_of)
-        compliance = ComplianceMetrics(v.violation_classes, v.compliance_window_s)
+        compliance = ComplianceMetrics.from_settings(settings.violations)
         return cls(decider, recorder, [compliance])
 
     def observe(self, result: ResultMessage, frame: np.ndarray | None = None) -> list[Doc]:

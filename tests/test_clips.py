@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from maskwatch.config.settings import Settings, load_settings
 from maskwatch.core.faces import Faces
 from maskwatch.core.labels import CLASSES
 from maskwatch.publisher.clips import ClipJob, ClipRecorder, encode_clip
@@ -40,6 +41,11 @@ def frames(
         BufferedFrame(camera, seq, t0 + seq * step, faces, jpeg=jpeg)
         for seq, (jpeg, _, _) in enumerate(sampled_jpegs(videos / BARE_VIDEO)[:count])
     ]
+
+
+def clips_under(root: Path, **clips: object) -> Settings:
+    """Settings whose ``clips`` section writes under ``root``, with ``clips`` overriding its values."""
+    return load_settings(None, clips={"dir": str(root), **clips})
 
 
 def sharpness(img: np.ndarray, box: list[float]) -> float:
@@ -74,8 +80,8 @@ def test_clip_timeline_follows_capture_times(videos, tmp_path):
 
 def test_clip_closes_on_the_clock_when_the_camera_stops(videos, tmp_path):
     now = [5000.0]
-    recorder = ClipRecorder(
-        tmp_path, pre_roll_s=0.5, post_roll_s=1.0, clock=lambda: now[0], stale_after_s=2.0
+    recorder = ClipRecorder.from_settings(
+        clips_under(tmp_path, pre_roll_s=0.5, post_roll_s=1.0), clock=lambda: now[0]
     )
     for f in frames(videos, 6):
         recorder.add_frame(f)
@@ -92,7 +98,9 @@ def test_clip_closes_on_the_clock_when_the_camera_stops(videos, tmp_path):
 
 
 def test_writer_backlog_refuses_clips_with_an_error(videos, tmp_path):
-    recorder = ClipRecorder(tmp_path, pre_roll_s=0.2, post_roll_s=0.0, max_pending=1)
+    recorder = ClipRecorder.from_settings(
+        clips_under(tmp_path, pre_roll_s=0.2, post_roll_s=0.0, max_pending=1)
+    )
     recorder._pending = 1  # as if one clip were being encoded
     for f in frames(videos, 3):
         recorder.add_frame(f)

@@ -167,6 +167,17 @@ def test_relative_paths_in_a_file_are_taken_against_its_folder(tmp_path, monkeyp
     assert load_settings(f).clips.dir == tmp_path / "from-env"
 
 
+def test_relative_weights_dir_in_a_file_is_taken_against_its_folder(tmp_path, monkeypatch):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    f = conf / "c.yaml"
+    f.write_text("detector:\n  weights_dir: models/weights\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(f).detector.weights_dir == conf / "models" / "weights"
+    monkeypatch.setenv("MASKWATCH_DETECTOR__WEIGHTS_DIR", "from-env")  # not a file: the working dir
+    assert load_settings(f).detector.weights_dir == tmp_path / "from-env"
+
+
 def test_heartbeat_interval_must_be_under_its_ttl():
     assert load_settings().heartbeat_every_s == 5.0
     assert load_settings(heartbeat_ttl_s=3).heartbeat_every_s == 1.0

@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from maskwatch.config.settings import load_settings
 from maskwatch.core.faces import Faces
 from maskwatch.core.labels import CLASSES
 from maskwatch.publisher.decide import AgreementRule
 from maskwatch.publisher.tracker import FaceTracker, iou_matrix, track_key, track_name
 
 MASK, BARE, WRONG = (np.eye(3)[i] * 0.8 + 0.2 / 3 for i in range(3))
+
+
+def make_tracker(**violations: object) -> FaceTracker:
+    """A tracker of the default ``violations`` settings, with ``violations`` overriding them."""
+    return FaceTracker.from_settings(load_settings(None, violations=violations).violations)
 
 
 def box_at(cx: float, cy: float, size: float = 60.0) -> list[float]:
@@ -33,7 +39,7 @@ def test_iou_matrix_values() -> None:
 
 
 def test_two_people_crossing_keep_their_tracks() -> None:
-    tracker = FaceTracker(CLASSES, max_age_frames=3)
+    tracker = make_tracker(max_age_frames=3)
     ids_left_to_right, ids_right_to_left = set(), set()
     for seq in range(30):
         a = box_at(100 + 20 * seq, 300)  # walks right, masked
@@ -48,7 +54,7 @@ def test_two_people_crossing_keep_their_tracks() -> None:
 
 
 def test_crossing_with_detection_order_swapped() -> None:
-    tracker = FaceTracker(CLASSES)
+    tracker = make_tracker()
     for seq in range(30):
         a, b = box_at(100 + 20 * seq, 300), box_at(710 - 20 * seq, 300)  # nearly coincide at seq 15
         faces = [b, a] if seq % 2 else [a, b]  # the detector does not keep an order
@@ -59,7 +65,7 @@ def test_crossing_with_detection_order_swapped() -> None:
 
 
 def test_face_missing_for_a_few_frames_keeps_its_track() -> None:
-    tracker = FaceTracker(CLASSES, max_age_frames=5)
+    tracker = make_tracker(max_age_frames=5)
     ids = set()
     for seq in range(20):
         if 8 <= seq < 12:  # occluded for 4 frames; the person keeps walking
@@ -72,7 +78,7 @@ def test_face_missing_for_a_few_frames_keeps_its_track() -> None:
 
 
 def test_track_ends_after_max_age_and_a_new_one_starts() -> None:
-    tracker = FaceTracker(CLASSES, max_age_frames=2)
+    tracker = make_tracker(max_age_frames=2)
     feed(tracker, 0, [box_at(100, 100)], [BARE])
     ended = []
     for seq in range(1, 5):
@@ -83,7 +89,7 @@ def test_track_ends_after_max_age_and_a_new_one_starts() -> None:
 
 
 def test_flickering_classification_is_decided_by_agreement() -> None:
-    tracker = FaceTracker(CLASSES, rule=AgreementRule(window=5, min_votes=3, min_confidence=0.6))
+    tracker = make_tracker(window_frames=5, min_votes=3, min_confidence=0.6)
     pattern = [MASK, BARE, MASK, MASK, BARE, MASK, MASK, BARE, MASK, MASK]
     decided = []
     for seq, p in enumerate(pattern):
@@ -97,14 +103,14 @@ def test_flickering_classification_is_decided_by_agreement() -> None:
 
 def test_low_confidence_votes_do_not_decide() -> None:
     unsure = np.array([0.3, 0.45, 0.25])
-    tracker = FaceTracker(CLASSES, rule=AgreementRule(window=5, min_votes=3, min_confidence=0.6))
+    tracker = make_tracker(window_frames=5, min_votes=3, min_confidence=0.6)
     for seq in range(10):
         update = feed(tracker, seq, [box_at(300, 300)], [unsure])
     assert update.tracks[0].label is None
 
 
 def test_decision_changes_when_the_person_puts_a_mask_on() -> None:
-    tracker = FaceTracker(CLASSES)
+    tracker = make_tracker()
     changes = []
     for seq in range(20):
         update = feed(tracker, seq, [box_at(300, 300)], [BARE if seq < 10 else MASK])
@@ -116,11 +122,11 @@ def test_decision_changes_when_the_person_puts_a_mask_on() -> None:
 
 def test_agreement_rule_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="min_votes"):
-        AgreementRule(window=3, min_votes=4)
+        AgreementRule(window=3, min_votes=4, min_confidence=0.6)
 
 
 def test_best_frame_is_the_largest_most_confident_face() -> None:
-    tracker = FaceTracker(CLASSES)
+    tracker = make_tracker()
     for seq, size in enumerate([40, 80, 60]):
         feed(tracker, seq, [box_at(300, 300, size)], [BARE])
     assert tracker.tracks[0].best_seq == 1

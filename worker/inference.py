@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from maskwatch.core.contracts import FrameMessage, ResultMessage
+from maskwatch.core.errors import ErrorKind, FrameError
 from maskwatch.models.analysis import FaceAnalyzer
 from maskwatch.worker import metrics
 
@@ -18,14 +19,14 @@ class Rejected:
     """A frame that yields no result: ``kind`` is ``undecodable`` or ``inference_error``."""
 
     frame: FrameMessage
-    kind: str
+    kind: ErrorKind
     reason: str
 
 
 class BatchInference:
     """Frames in, results out: one detector call and one classifier call per batch."""
 
-    def __init__(self, analyzer: FaceAnalyzer, worker_name: str, include_image: bool = True) -> None:
+    def __init__(self, analyzer: FaceAnalyzer, worker_name: str, *, include_image: bool) -> None:
         self.analyzer = analyzer
         self.worker_name, self.include_image = worker_name, include_image
         self.models = analyzer.models
@@ -35,12 +36,13 @@ class BatchInference:
         t0 = time.perf_counter()
         images, good, bad = [], [], []
         for f in frames:
-            image = _decode(f)
-            if isinstance(image, str):
-                bad.append(Rejected(f, "undecodable", image))
-            else:
-                images.append(image)
-                good.append(f)
+            try:
+                image = _decode(f)
+            except FrameError as e:
+                bad.append(Rejected(f, e.kind, str(e)))
+                continue
+            images.append(image)
+            good.append(f)
         metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
         analyzed = self.analyzer(images)
         if analyzed:
@@ -67,12 +69,15 @@ class BatchInference:
         return results, bad
 
 
-def _decode(frame: FrameMessage) -> np.ndarray | str:
+def _decode(frame: FrameMessage) -> np.ndarray:
+    """The frame's pixels (BGR), or :class:`FrameError` saying why its image cannot be used."""
     if frame.encoding not in ("jpeg", "png"):
-        return f"unsupported image encoding {frame.encoding!r}"
+        raise FrameError(f"unsupported image encoding {frame.encoding!r}")
     image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        return f"image bytes do not decode as {frame.encoding} ({len(frame.image)} bytes)"
+        raise FrameError(f"image bytes do not decode as {frame.encoding} ({len(frame.image)} bytes)")
     if image.shape[:2] != (frame.height, frame.width):
-        return f"decoded size {image.shape[1]}x{image.shape[0]} differs from declared {frame.width}x{frame.height}"
+        raise FrameError(
+            f"decoded size {image.shape[1]}x{image.shape[0]} differs from declared {frame.width}x{frame.height}"
+        )
     return image

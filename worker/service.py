@@ -77,7 +77,7 @@ class WorkerService(Stage):
             analyzer.classifier.name,
             " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "",
         )
-        inference = BatchInference(analyzer, name, cfg.include_image)
+        inference = BatchInference(analyzer, name, include_image=cfg.include_image)
         hb = Heartbeat.from_settings(client, settings, cls.stage, name)
         return cls(client, keys, consumer, inference, hb, cfg, LoopOptions.from_settings(settings, cls.stage))
 
@@ -123,7 +123,7 @@ class WorkerService(Stage):
         rejected = {(b.frame.camera, b.frame.seq): b for b in bad}
         for entry, msg in frames:
             if (b := rejected.get((msg.camera, msg.seq))) is not None:
-                self._deadletter(pipe, entry, ErrorKind(b.kind), b.reason)
+                self._deadletter(pipe, entry, b.kind, b.reason)
         for out in (*results, *ends):  # a file's end marker goes after the results of its batch
             pipe.xadd(
                 self.keys.results(out.camera),

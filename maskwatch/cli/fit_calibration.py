@@ -1,6 +1,6 @@
 """Fit a backend's box calibration on the ``train`` scenes and write ``models/detectors/calibration/<backend>.json``.
 
-    python -m maskwatch.cli.fit_calibration yunet --scenes ../shared/data/scenes --weights-dir ../shared/weights
+    python -m maskwatch.cli.fit_calibration yunet --scenes DATA/scenes [--weights-dir DIR]
 
 Only the ``train`` images of ``models/splits/scenes.json`` are used; each detection (at score
 >= 0.3) is paired with the labelled face it overlaps most, when that IoU is at least 0.3.
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from maskwatch.config.settings import DetectorSettings
+from maskwatch.config.settings import DetectorSettings, load_settings
 from maskwatch.core.faces import Faces
 from maskwatch.models.detectors.calibration import CALIBRATION_DIR, BoxCalibration
 from maskwatch.models.detectors.registry import DETECTORS
@@ -31,13 +31,18 @@ FIT_FLOOR = 0.3
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("backend", choices=list(DETECTORS))
-    ap.add_argument("--scenes", type=Path, default=Path("../shared/data/scenes"))
-    ap.add_argument("--weights-dir", type=Path, default=Path("../shared/weights"))
+    ap.add_argument("--scenes", type=Path, required=True, help="folder of the labelled scene images")
+    ap.add_argument(
+        "--weights-dir",
+        type=Path,
+        help="folder of the detector's weights; default: the configured detector.weights_dir",
+    )
     ap.add_argument("--ridge", type=float, default=1.0)
     ap.add_argument("--out", type=Path, help="default: models/detectors/calibration/<backend>.json")
     args = ap.parse_args()
 
-    settings = DetectorSettings(type=args.backend, weights_dir=args.weights_dir, box_calibration=False)
+    weights_dir = args.weights_dir or load_settings(None).detector.weights_dir
+    settings = DetectorSettings(type=args.backend, weights_dir=weights_dir, box_calibration=False)
     detector = build_detector(settings, confidence=FIT_FLOOR)
     scenes = load_scenes(args.scenes, load_split("scenes")["train"])
     pairs, targets = [], []

