@@ -161,7 +161,9 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per latency run")
     p.add_argument("--fps", type=float, default=5.0, help="target fps per camera in latency runs")
     p.add_argument("--batches", default="1,8,32", help="worker batch sizes of the throughput runs")
-    p.add_argument("--cameras", default="1,4,8", help="live camera counts of the latency runs ('' skips them)")
+    p.add_argument(
+        "--cameras", default="1,4,8", help="live camera counts of the latency runs ('' skips them)"
+    )
     args = p.parse_args()
     videos, weights = args.shared / "data" / "videos", args.shared / "weights"
     server = RedisServer().start()
