@@ -17,7 +17,12 @@ from typing import Any
 from maskwatch.core.errors import ContractError  # one error hierarchy: core/errors.py
 from maskwatch.core.faces import UNCLASSIFIED, Faces
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Written by this build. Version 2 adds a frame's ``motion`` boxes and ``full`` flag and a result's
+``detection`` mode; version 1 messages still parse (no motion: the worker detects the whole frame)."""
+READABLE_VERSIONS = (1, 2)
+MAX_MOTION_BOXES = 256
+DETECTION_MODES = ("full", "regions", "none")
 EVENT_NAMESPACE = uuid.UUID("7a1d7f4e-3d2b-4f5e-9a51-6d61736b7761")
 
 
@@ -47,8 +52,32 @@ def _number(fields: Mapping[bytes, bytes], name: str, cast: type = float) -> Any
 
 def _check_version(fields: Mapping[bytes, bytes]) -> None:
     v = _number(fields, "v", int)
-    if v != SCHEMA_VERSION:
-        raise ContractError(f"schema version {v} is not supported (this build speaks {SCHEMA_VERSION})")
+    if v not in READABLE_VERSIONS:
+        raise ContractError(f"schema version {v} is not supported (this build reads {READABLE_VERSIONS})")
+
+
+Box = tuple[int, int, int, int]
+
+
+def _motion(fields: Mapping[bytes, bytes], width: int, height: int) -> tuple[Box, ...] | None:
+    """The frame's motion boxes (None when the ingest computed none), validated against the frame."""
+    if b"motion" not in fields:
+        return None
+    try:
+        raw = json.loads(_text(fields, "motion"))
+    except ValueError:
+        raise ContractError("field 'motion' is not JSON") from None
+    if not isinstance(raw, list) or len(raw) > MAX_MOTION_BOXES:
+        raise ContractError(f"field 'motion' must be a list of at most {MAX_MOTION_BOXES} boxes")
+    boxes = []
+    for box in raw:
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)):
+            raise ContractError("field 'motion' holds a box that is not four integers")
+        x1, y1, x2, y2 = box
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            raise ContractError(f"field 'motion' box {box} is outside the {width}x{height} frame")
+        boxes.append((x1, y1, x2, y2))
+    return tuple(boxes)
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,10 @@ class FrameMessage:
     encoding: str = "jpeg"
     pts: float | None = None
     live: bool = False
+    motion: tuple[Box, ...] | None = None
+    """Boxes (pixels of this frame) where the camera's picture changed; None: motion not computed."""
+    full: bool = False
+    """The ingest asks for a full-frame pass (at start, after a reconnect, every full_frame_interval_s)."""
 
     def to_fields(self) -> dict[str, bytes | str]:
         fields: dict[str, bytes | str] = {
@@ -109,6 +142,10 @@ class FrameMessage:
         }
         if self.pts is not None:
             fields["pts"] = repr(self.pts)
+        if self.motion is not None:
+            fields["motion"] = json.dumps([list(b) for b in self.motion], separators=(",", ":"))
+        if self.full:
+            fields["full"] = "1"
         return fields
 
     @classmethod
@@ -116,16 +153,19 @@ class FrameMessage:
         image = fields.get(b"img")
         if not image:
             raise ContractError("missing or empty field 'img'")
+        width, height = _number(fields, "w", int), _number(fields, "h", int)
         return cls(
             camera=_text(fields, "camera"),
             seq=_number(fields, "seq", int),
             capture_ts=_number(fields, "ts"),
-            width=_number(fields, "w", int),
-            height=_number(fields, "h", int),
+            width=width,
+            height=height,
             image=bytes(image),
             encoding=_text(fields, "enc"),
             pts=_number(fields, "pts") if b"pts" in fields else None,
             live=fields.get(b"live") == b"1",
+            motion=_motion(fields, width, height),
+            full=fields.get(b"full") == b"1",
         )
 
 
@@ -158,6 +198,13 @@ class ResultMessage:
     worker: str = ""
     image: bytes | None = None
     encoding: str = "jpeg"
+    detection: str = "full"
+    """How the frame was searched: ``full`` (whole frame), ``regions`` (around motion and tracked
+    faces; faces outside them are carried forward, ``faces.carried``), ``none`` (nothing moved)."""
+
+    def __post_init__(self) -> None:
+        if self.detection not in DETECTION_MODES:
+            raise ContractError(f"detection must be one of {DETECTION_MODES}, got {self.detection!r}")
 
     @property
     def labels(self) -> list[str]:
@@ -169,6 +216,7 @@ class ResultMessage:
             "models": self.models,
             "placeholder": self.placeholder,
             "worker": self.worker,
+            "detection": self.detection,
         }
         fields: dict[str, bytes | str] = {
             "v": str(SCHEMA_VERSION),
@@ -205,6 +253,7 @@ class ResultMessage:
             models=dict(data.get("models", {})),
             placeholder=bool(data.get("placeholder", False)),
             worker=str(data.get("worker", "")),
+            detection=str(data.get("detection", "full")),
             image=bytes(image) if image else None,
             encoding=_text(fields, "enc") if b"enc" in fields else "jpeg",
         )

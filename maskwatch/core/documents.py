@@ -19,8 +19,12 @@ from typing import NotRequired, TypedDict
 
 import numpy as np
 
-from maskwatch.core.contracts import SCHEMA_VERSION, ResultMessage, event_id
+from maskwatch.core.contracts import ResultMessage, event_id
 from maskwatch.core.labels import CLASSES, VIOLATION_CLASSES
+
+EVENT_SCHEMA_VERSION = 1
+"""The documents' schema version (README "Event schema"); new fields may be added within it. The
+stream messages between stages have their own version (``contracts.SCHEMA_VERSION``)."""
 
 FaceDoc = TypedDict("FaceDoc", {"box": list[float], "score": float, "class": str, "probs": dict[str, float]})
 
@@ -127,7 +131,7 @@ def frame_event(
         counts[label] = counts.get(label, 0) + 1
     return {
         "schema": "maskwatch.frame",
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVENT_SCHEMA_VERSION,
         "type": "frame",
         "id": event_id(result.camera, result.seq),
         "camera": result.camera,
@@ -171,7 +175,7 @@ def violation_document(
     """The ``violation`` document of one person (``media_error`` only when there is one)."""
     doc: ViolationDoc = {
         "schema": "maskwatch.violation",
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVENT_SCHEMA_VERSION,
         "type": "violation",
         "id": violation_id(camera, seq, track_id),
         "camera": camera,
@@ -210,7 +214,7 @@ class ClipOf:
     def _base(self, kind: str) -> ClipDoc:
         return {
             "schema": f"maskwatch.{kind}",
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": EVENT_SCHEMA_VERSION,
             "type": kind,
             "id": event_id(self.camera, self.seq, kind=f"{kind}-{self.track_id}"),
             "violation_id": self.violation_id,

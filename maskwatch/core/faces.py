@@ -35,7 +35,9 @@ class Faces:
     - ``probs`` (N, C) float32 class probabilities in the order of ``classes``, or None before
       classification; ``class_ids`` (N,) int, the argmax (or -1 where unclassified);
     - ``track_ids`` (N,) int64, ``-1`` where no tracker has assigned one;
-    - ``landmarks`` (N, 5, 2) float32 pixel points, or None.
+    - ``landmarks`` (N, 5, 2) float32 pixel points, or None;
+    - ``carried`` (N,) bool, True where a face was carried forward from an earlier frame of its
+      camera (its region was not detected again in this one) rather than detected in it.
     """
 
     boxes: np.ndarray
@@ -45,6 +47,7 @@ class Faces:
     class_ids: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    carried: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = _rows("boxes", self.boxes, (4,), np.float32, None)
@@ -66,6 +69,10 @@ class Faces:
             set_(self, "track_ids", _rows("track_ids", self.track_ids, (), np.int64, n))
         if self.landmarks is not None:
             set_(self, "landmarks", _rows("landmarks", self.landmarks, (5, 2), np.float32, n))
+        if self.carried is None:
+            set_(self, "carried", np.zeros(n, bool))
+        else:
+            set_(self, "carried", _rows("carried", self.carried, (), np.bool_, n))
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -97,6 +104,7 @@ class Faces:
             classes if probs is not None else (),
             track_ids=cat("track_ids"),
             landmarks=cat("landmarks"),
+            carried=cat("carried"),
         )
 
     def with_probs(self, probs: np.ndarray, classes: Sequence[str]) -> Faces:
@@ -131,6 +139,7 @@ class Faces:
             take(self.class_ids),
             take(self.track_ids),
             take(self.landmarks),
+            take(self.carried),
         )
 
     @property
@@ -163,14 +172,27 @@ class Faces:
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready parallel lists carried in a result message (``boxes scores probs classes``)."""
         probs = self.probs if self.probs is not None else np.zeros((len(self), len(self.classes)), np.float32)
-        return {
+        wire: dict[str, Any] = {
             "boxes": np.round(self.boxes.astype(float), 1).tolist(),
             "scores": np.round(self.scores.astype(float), 4).tolist(),
             "probs": np.round(probs.astype(float), 5).tolist(),
             "classes": list(self.classes),
         }
+        assert self.carried is not None
+        if self.carried.any():
+            wire["carried"] = self.carried.tolist()
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Faces:
         """Inverse of :meth:`to_wire`; raises ``ValueError``/``KeyError``/``TypeError`` on bad data."""
-        return cls(data["boxes"], data["scores"], data["probs"], tuple(str(c) for c in data["classes"]))
+        carried = data.get("carried")
+        if carried is not None and not all(isinstance(c, bool) for c in carried):
+            raise ValueError("'carried' must be a list of booleans")
+        return cls(
+            data["boxes"],
+            data["scores"],
+            data["probs"],
+            tuple(str(c) for c in data["classes"]),
+            carried=carried,
+        )
