@@ -110,12 +110,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SECRET_FLAGS = {"redis_url": ("--redis-url", "MASKWATCH_REDIS_URL"), "source": ("--source", "a config file")}
+
+
+def _warn_secrets_on_command_line(args: argparse.Namespace) -> None:
+    """A credential in a flag is readable by every user of the machine (``ps``): say so, and mask it."""
+    from maskwatch.core.redaction import redact_url, register_url_secrets
+
+    for attr, (flag, instead) in _SECRET_FLAGS.items():
+        value = getattr(args, attr, None)
+        if not value:
+            continue
+        register_url_secrets(value)
+        if redact_url(value) != value:
+            log.warning(
+                "%s holds a credential, which every user of this machine can read in `ps`; pass it in %s "
+                "(or a *_FILE variable naming a file that holds it) instead",
+                flag,
+                instead,
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``maskwatch`` console script."""
     args = build_parser().parse_args(argv)
     from maskwatch.runtime.logs import setup_logging
 
     setup_logging(args.log_level or "INFO")
+    _warn_secrets_on_command_line(args)
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:

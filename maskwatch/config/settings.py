@@ -27,7 +27,7 @@ from maskwatch.config.paths import default_data_dir, resolve_path
 from maskwatch.config.stages import IngestSettings, PublisherSettings, WorkerSettings
 from maskwatch.config.violations import ClipSettings, ViolationSettings
 from maskwatch.core.errors import ConfigError
-from maskwatch.core.redaction import redact_url
+from maskwatch.core.redaction import redact_url, register_url_secrets
 
 __all__ = [
     "HTTP_SCHEMES",
@@ -100,6 +100,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _register_secrets(self) -> Settings:
+        """Every credential the settings hold is masked wherever it would be logged."""
+        if self.redis_url is not None:
+            register_url_secrets(self.redis_url.get_secret_value())
+        for camera in self.cameras:
+            register_url_secrets(camera.url.get_secret_value())
+        return self
+
+    @model_validator(mode="after")
     def _heartbeat_within_ttl(self) -> Settings:
         if self.heartbeat_interval_s is not None and self.heartbeat_interval_s >= self.heartbeat_ttl_s:
             raise ValueError(
@@ -149,7 +158,42 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file comes from ``model_config["yaml_file"]``, which load_settings sets per call.
-        return (init_settings, env_settings, _YamlFile(settings_cls), file_secret_settings)
+        return (
+            init_settings,
+            env_settings,
+            _EnvFiles(settings_cls),
+            _YamlFile(settings_cls),
+            file_secret_settings,
+        )
+
+
+class _EnvFiles(PydanticBaseSettingsSource):
+    """``MASKWATCH_<KEY>_FILE=path``: the value of ``MASKWATCH_<KEY>`` read from a file (Docker and
+    Kubernetes secrets), e.g. ``MASKWATCH_REDIS_URL_FILE=/run/secrets/redis_url``. The plain variable
+    wins when both are set."""
+
+    PREFIX = "MASKWATCH_"
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, path in os.environ.items():
+            if not (name.startswith(self.PREFIX) and name.endswith("_FILE")) or name[:-5] in os.environ:
+                continue
+            keys = name[len(self.PREFIX) : -5].lower().split("__")
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ConfigError(
+                    name, [f"cannot read the file it names ({path}): {e.strerror or e}"]
+                ) from None
+            holder = out
+            for key in keys[:-1]:
+                holder = holder.setdefault(key, {})
+            holder[keys[-1]] = value
+        return out
 
 
 class _YamlFile(YamlConfigSettingsSource):
@@ -162,7 +206,7 @@ class _YamlFile(YamlConfigSettingsSource):
         except OSError as e:
             raise ConfigError(where, [f"cannot read config file: {e.strerror or e}"]) from None
         except yaml.YAMLError as e:
-            raise ConfigError(where, [f"not valid YAML: {e}"]) from None
+            raise ConfigError(where, [f"not valid YAML: {_yaml_problem(e)}"]) from None
         if not isinstance(data, dict):
             raise ConfigError(where, [f"top level must be a mapping, got {type(data).__name__}"])
         folder = Path(file_path).expanduser().absolute().parent
@@ -171,6 +215,15 @@ class _YamlFile(YamlConfigSettingsSource):
             if isinstance(holder, dict) and isinstance(holder.get(name), str | os.PathLike):
                 holder[name] = str(resolve_path(holder[name], folder))
         return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without PyYAML's snippet of the line (it may hold a secret)."""
+    problem = getattr(err, "problem", None) or type(err).__name__
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{problem}{where}" + (f" ({context})" if context else "")
 
 
 def _settings_class(config_file: Path) -> type[Settings]:
