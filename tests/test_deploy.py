@@ -107,11 +107,18 @@ def test_one_ingest_service_per_configured_camera_and_scrape_targets_match() -> 
         "maskwatch-worker": settings.worker.metrics_port,
         "maskwatch-publisher": settings.publisher.metrics_port,
     }
-    for job in prometheus["scrape_configs"]:
-        for target in job["static_configs"][0]["targets"]:
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"] if job["job_name"] in ports}
+    assert set(jobs) == set(ports), "a maskwatch stage is not scraped"
+    for name, job in jobs.items():
+        for target in [t for sc in job.get("static_configs", []) for t in sc["targets"]]:
             host, port = target.split(":")
             assert host in services, f"scrape target {target} is not a compose service"
-            assert int(port) == ports[job["job_name"]]
+            assert int(port) == ports[name]
+        for sd in job.get("dns_sd_configs", []):  # one target per A record: every scaled replica
+            assert sd.get("type", "SRV") == "A" and sd["port"] == ports[name], sd
+            assert all(n.removeprefix("tasks.") in services for n in sd["names"]), sd
+    # Scaled worker replicas are all scraped: the worker job resolves the compose service by DNS.
+    assert jobs["maskwatch-worker"].get("dns_sd_configs"), "worker replicas need DNS service discovery"
     assert str(settings.clips.dir) in [v.split(":")[1] for v in services["publisher"]["volumes"]]
 
 
@@ -197,7 +204,69 @@ def test_alert_rules_fire_as_intended_on_synthetic_series() -> None:
     assert tested == {r["alert"] for r in alert_rules()}, "every alert has a unit test"
 
 
+STAGE_JOBS = {"ingest": "maskwatch-ingest", "worker": "maskwatch-worker", "publisher": "maskwatch-publisher"}
+
+
+def test_every_alert_has_severity_summary_and_description() -> None:
+    for rule in alert_rules():
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        assert rule["annotations"].get("summary") and rule["annotations"].get("description"), rule["alert"]
+
+
+def test_every_stage_has_a_down_alert_on_up_absence_and_heartbeat() -> None:
+    """A stage that is down, never scraped, hung or heartbeat-less must alert (the promtool tests show it)."""
+    exprs = [" ".join(r["expr"].split()) for r in alert_rules()]
+    for stage, job in STAGE_JOBS.items():
+        assert any(
+            f'up{{job="{job}"}} == 0' in e
+            and f'absent(up{{job="{job}"}})' in e
+            and re.search(rf'maskwatch_heartbeat_timestamp_seconds{{[^}}]*stage="{stage}"', e)
+            and "time() -" in e
+            for e in exprs
+        ), f"no alert covers {stage} down, absent and a stale heartbeat"
+    for topic in ("maskwatch_deadletter_total", "maskwatch_ingest_frames_dropped_total",
+                  "maskwatch_worker_frames_skipped_total", "maskwatch_end_to_end_latency_seconds_bucket",
+                  "redis_memory_used_bytes", "redis_memory_max_bytes"):  # fmt: skip
+        assert any(topic in e for e in exprs), f"no alert on {topic}"
+
+
+def test_alert_rules_name_only_scraped_jobs() -> None:
+    jobs = {job["job_name"] for job in yaml.safe_load(PROMETHEUS_YML.read_text())["scrape_configs"]}
+    used = {j for r in alert_rules() for j in re.findall(r'\bjob="([^"]+)"', r["expr"])}
+    assert used and used <= jobs, f"rules name jobs prometheus.yml does not scrape: {sorted(used - jobs)}"
+
+
 # --- only metrics the code exports ---
+
+_METRIC_DEFINITION = re.compile(r'\b(Counter|Gauge|Histogram|Summary)\(\s*"(maskwatch_[a-z0-9_]+)"')
+_SERIES_SUFFIXES = {
+    "Counter": ("_total", "_created"),
+    "Gauge": ("",),
+    "Histogram": ("_bucket", "_sum", "_count", "_created"),
+    "Summary": ("", "_sum", "_count", "_created"),
+}
+
+
+def defined_series_names() -> set[str]:
+    """Series names the metric definitions in the source can produce (found by reading the code, not
+    importing it, so a metric defined in a module the tests do not import counts too)."""
+    names: set[str] = set()
+    for folder in ("ingest", "worker", "publisher", "maskwatch"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for kind, name in _METRIC_DEFINITION.findall(path.read_text(encoding="utf-8")):
+                base = name.removesuffix("_total") if kind == "Counter" else name
+                names |= {base + suffix for suffix in _SERIES_SUFFIXES[kind]}
+    return names
+
+
+def test_alert_rules_query_only_metrics_defined_in_the_code() -> None:
+    defined = defined_series_names()
+    assert (
+        "maskwatch_deadletter_total" in defined and "maskwatch_end_to_end_latency_seconds_bucket" in defined
+    )
+    for rule in alert_rules():
+        used = set(re.findall(r"\bmaskwatch_[a-z0-9_]+", rule["expr"]))
+        assert used <= defined, f"{rule['alert']}: not defined by the code: {sorted(used - defined)}"
 
 
 def exported_series_names() -> set[str]:
@@ -337,9 +406,11 @@ def test_every_dashboard_and_alert_expression_returns_data_from_a_pipeline_run(
     rules = wait_for(rules_evaluated, 20, what="alert rules evaluated")
     assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules()}
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
-    # Each metric the rules use has series, so no rule is silently watching nothing.
+    # Each metric the rules use has series, so no rule is silently watching nothing; except counters that
+    # get their first series with their first event (a clean run dead-letters and skips nothing).
+    event_only = {"maskwatch_deadletter_total", "maskwatch_worker_frames_skipped_total"}
     for metric in sorted(
-        {m for r in alert_rules() for m in re.findall(r"\bmaskwatch_[a-z0-9_]+", r["expr"])}
+        {m for r in alert_rules() for m in re.findall(r"\bmaskwatch_[a-z0-9_]+", r["expr"])} - event_only
     ):
         assert prom.query(metric)["data"]["result"], f"no series of {metric} for the alert rules"
 
