@@ -56,7 +56,7 @@ class IngestService(Stage):
             raise ValueError(f"ingest: unknown camera id(s): {', '.join(missing)}")
         client = connect(settings)
         sink = FrameSink.from_settings(client, settings)
-        hb = Heartbeat.from_settings(client, settings, cls.stage, instance_name(cls.stage))
+        hb = Heartbeat.from_settings(client, settings, cls.stage, instance_name(cls.stage, settings.instance))
         return cls(client, cameras, sink, hb, settings.ingest, LoopOptions.from_settings(settings, cls.stage))
 
     @property

@@ -103,3 +103,11 @@ def test_a_credential_on_the_command_line_is_warned_about(tmp_path, capfd):
     captured = capfd.readouterr()
     assert "--redis-url holds a credential" in captured.err
     assert "CmdLinePw" not in captured.err + captured.out
+
+
+def test_a_list_setting_can_come_from_a_file(tmp_path, monkeypatch):
+    cams = tmp_path / "cameras.json"
+    cams.write_text('[{"id": "gate", "url": "rtsp://admin:FileCamPw1@10.0.0.9/s"}]')
+    monkeypatch.setenv("MASKWATCH_CAMERAS_FILE", str(cams))
+    s = load_settings(None)
+    assert [c.id for c in s.cameras] == ["gate"] and "FileCamPw1" not in s.cameras[0].safe_url

@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="Exit 0 if a live process of STAGE keeps its heartbeat")
     _common(p)
     p.add_argument("stage", choices=["ingest", "worker", "publisher"])
-    p.add_argument("--instance", help="A particular instance (default: any)")
+    p.add_argument(
+        "--instance",
+        help="The instance to check (default: the configured instance, else this host's processes)",
+    )
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("validate-config", help="Check a config file; print every invalid field")

@@ -7,6 +7,7 @@ once, here (see :mod:`maskwatch.config.paths`).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
         "default /var/lib/maskwatch for root or when writable, else $XDG_DATA_HOME/maskwatch)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    instance: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+        description="This process's name in heartbeats (e.g. the pod name); default host-pid. "
+        "`maskwatch check` looks for this name, else for a process of this host",
+    )
     heartbeat_ttl_s: int = Field(15, ge=2, le=3600, description="Lifetime of a process's heartbeat key")
     heartbeat_interval_s: float | None = Field(
         None, gt=0, le=3600, description="How often the heartbeat is refreshed; default a third of its TTL"
@@ -189,6 +196,11 @@ class _EnvFiles(PydanticBaseSettingsSource):
                 raise ConfigError(
                     name, [f"cannot read the file it names ({path}): {e.strerror or e}"]
                 ) from None
+            if value[:1] in "[{":  # a list or mapping (e.g. MASKWATCH_CAMERAS_FILE), as env values are
+                try:
+                    value = json.loads(value)
+                except ValueError as e:
+                    raise ConfigError(name, [f"{path} is not valid JSON: {e}"]) from None
             holder = out
             for key in keys[:-1]:
                 holder = holder.setdefault(key, {})

@@ -15,9 +15,9 @@ from maskwatch.core.keys import Keys
 from maskwatch.runtime.metrics_server import HEARTBEAT
 
 
-def instance_name(stage: str) -> str:
-    """``host-pid`` (unique per process; also the consumer name in Redis groups)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+def instance_name(stage: str, configured: str | None = None) -> str:
+    """The configured ``instance``, else ``host-pid`` (unique per process; also the default consumer name)."""
+    return configured or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Heartbeat:
@@ -63,6 +63,7 @@ def check_alive(settings: Settings, stage: str, instance: str | None = None) -> 
 
     keys = Keys(settings.key_prefix)
     client = connect(settings, socket_timeout=5)
+    instance = instance or settings.instance
     try:
         if instance:
             found = (
@@ -70,13 +71,19 @@ def check_alive(settings: Settings, stage: str, instance: str | None = None) -> 
                 if client.exists(keys.heartbeat(stage, instance))
                 else []
             )
-        else:
-            found = list(client.scan_iter(match=keys.heartbeat_pattern(stage), count=500))
+        else:  # this host's processes: a hung container is not vouched for by another one
+            mine = keys.heartbeat(stage, f"{socket.gethostname()}-*")
+            found = list(client.scan_iter(match=mine, count=500))
     except redis.RedisError as e:
         print(f"{stage}: cannot reach Redis at {settings.safe_redis_url}: {e}")
         return 1
     if not found:
-        print(f"{stage}: no live process (no heartbeat under {keys.heartbeat_pattern(stage)})")
+        where = (
+            keys.heartbeat(stage, instance)
+            if instance
+            else keys.heartbeat(stage, f"{socket.gethostname()}-*")
+        )
+        print(f"{stage}: no live process (no heartbeat {where})")
         return 1
     print(f"{stage}: alive ({len(found)} process(es))")
     return 0
