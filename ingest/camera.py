@@ -6,18 +6,19 @@ import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import redis
 
 from maskwatch.config.settings import CameraConfig
-from maskwatch.core.contracts import EndOfStream, FrameMessage
+from maskwatch.core.contracts import Box, EndOfStream, FrameMessage
 from maskwatch.core.errors import ErrorKind, SourceError
 from maskwatch.ingest import metrics
 from maskwatch.ingest.backoff import Backoff
 from maskwatch.ingest.frame_sink import FrameSink
-from maskwatch.ingest.sampling import FpsSampler
+from maskwatch.ingest.motion import MotionDetector
+from maskwatch.ingest.sampling import FpsSampler, FullFrameSchedule
 from maskwatch.ingest.source import iter_frames
 from maskwatch.runtime.metrics_server import REDIS_ERRORS
 from maskwatch.runtime.redis_conn import REDIS_DOWN
@@ -41,6 +42,9 @@ class CameraStats:
     frames_read: int = 0
     frames_published: int = 0
     frames_dropped: int = 0
+    frames_full: int = 0
+    motion_kinds: dict[str, int] = field(default_factory=dict)
+    """Published frames by motion outcome (``motion``/``still``/``calibrating``); empty when motion is off."""
     reconnects: int = 0
     last_error: str = ""
 
@@ -64,6 +68,9 @@ class CameraReader:
         self.seq = 0
         self._encode_params = [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
         self._policy = camera.effective_drop_policy
+        # One motion detector per reader, reset on every (re)open; None when the camera's motion is off.
+        self._motion = MotionDetector(camera.motion) if camera.motion.enabled else None
+        self._full = FullFrameSchedule(camera.full_frame_interval_s)
         self.thread = threading.Thread(target=self._run_thread, name=f"camera-{camera.id}", daemon=True)
 
     def start(self) -> None:
@@ -97,6 +104,11 @@ class CameraReader:
             metrics.RECONNECTS,
         ):
             counter.labels(cam.id).inc(0)  # export every camera's series from the start
+        metrics.FULL_FRAMES.labels(cam.id).inc(0)
+        if self._motion is not None:
+            metrics.MOTION_SECONDS.labels(cam.id).inc(0)
+            for kind in ("motion", "still", "calibrating"):
+                metrics.MOTION_FRAMES.labels(cam.id, kind).inc(0)
         self.seq = self._register()
         first_seq = self.seq
         while not self.stop.is_set():
@@ -134,6 +146,9 @@ class CameraReader:
     def _stream(self) -> None:
         cam = self.camera
         sampler = FpsSampler(cam.fps)
+        self._full.reset()  # a (re)opened source starts with a full pass and a fresh background
+        if self._motion is not None:
+            self._motion.reset()
         start_wall: float | None = None
         start_media = 0.0
         for decoded in iter_frames(cam):
@@ -162,6 +177,8 @@ class CameraReader:
         if cam.max_width and w > cam.max_width:
             h, w = round(h * cam.max_width / w), cam.max_width
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        motion, calibrating = self._detect_motion(image)
+        full = self._full.due(capture_ts if cam.is_live else pts, force=calibrating)
         ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
         if not ok:
             raise SourceError(f"camera {cam.id}: JPEG encoding failed", ErrorKind.ENCODE)
@@ -175,16 +192,34 @@ class CameraReader:
             "jpeg",
             pts,
             live=self._policy == "drop_oldest",
+            motion=motion,
+            full=full,
         )
         dropped, waited = self.sink.put(msg, self._policy, self.stop)
         self.seq += 1
         self.stats.frames_published += 1
         metrics.FRAMES_PUBLISHED.labels(cam.id).inc()
+        if full:
+            self.stats.frames_full += 1
+            metrics.FULL_FRAMES.labels(cam.id).inc()
         if dropped:
             self.stats.frames_dropped += dropped
             metrics.FRAMES_DROPPED.labels(cam.id).inc(dropped)
         if waited:
             metrics.BACKLOG_WAIT.labels(cam.id).inc(waited)
+
+    def _detect_motion(self, image) -> tuple[tuple[Box, ...] | None, bool]:
+        """Motion boxes of the published ``image`` (None when off) and whether the detector recalibrates."""
+        if self._motion is None:
+            return None, False
+        t0 = time.perf_counter()
+        result = self._motion.detect(image)
+        cam = self.camera.id
+        metrics.MOTION_SECONDS.labels(cam).inc(time.perf_counter() - t0)
+        kind = result.kind
+        metrics.MOTION_FRAMES.labels(cam, kind).inc()
+        self.stats.motion_kinds[kind] = self.stats.motion_kinds.get(kind, 0) + 1
+        return result.boxes, result.calibrating
 
     def _register(self) -> int:
         while not self.stop.is_set():

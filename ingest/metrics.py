@@ -25,3 +25,17 @@ BACKLOG_WAIT = Counter(
 LAST_FRAME = Gauge(
     "maskwatch_camera_last_frame_timestamp_seconds", "Unix time of the last frame read", ["camera"]
 )
+MOTION_FRAMES = Counter(
+    "maskwatch_ingest_motion_frames_total",
+    "Published frames by motion outcome: motion (boxes proposed), still (nothing moved), calibrating "
+    "(background restarted: first frame, lightning, IR switch)",
+    ["camera", "kind"],
+)
+MOTION_SECONDS = Counter(
+    "maskwatch_ingest_motion_seconds_total", "Time spent computing motion on published frames", ["camera"]
+)
+FULL_FRAMES = Counter(
+    "maskwatch_ingest_full_frames_total",
+    "Published frames marked for a full-frame pass (start, reconnect, interval, recalibration)",
+    ["camera"],
+)

@@ -20,3 +20,29 @@ class FpsSampler:
             self._next += self.period * max(1, int((time_s - self._next) / self.period) + 1)
             return True
         return False
+
+
+class FullFrameSchedule:
+    """When the ingest asks the worker for a full-frame pass (``FrameMessage.full``).
+
+    Due on the first frame after the source opens (:meth:`reset`), whenever ``interval_s`` has passed on
+    the camera's clock (media time for files, capture time for live sources) since the last full frame,
+    when that clock jumps back (a file replayed), and whenever the caller forces one (motion recalibrating).
+    ``interval_s == 0``: every frame is full.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: float | None = None
+
+    def reset(self) -> None:
+        """The source was (re)opened: the next frame is full."""
+        self._last = None
+
+    def due(self, clock_s: float, force: bool = False) -> bool:
+        """True if the frame at ``clock_s`` is a full pass; a full frame restarts the interval."""
+        last = self._last
+        if force or last is None or clock_s < last or clock_s - last + 1e-6 >= self.interval_s:
+            self._last = clock_s
+            return True
+        return False

@@ -130,3 +130,74 @@ def test_stalled_camera_is_detected_and_reopened(redis_url, rtsp_server):
         before = client.xlen(KEYS.frames("stall"))
         wait_for(lambda: client.xlen(KEYS.frames("stall")) >= before + 3, 60, what="frames after the stall")
         assert reader.stats.reconnects >= 1
+
+
+# --- motion and full-frame passes (issue "Cost per camera") -------------------------------------------
+
+
+def _full_pts(msgs: list) -> list[float]:
+    return [m.pts for m in msgs if m.full]
+
+
+def test_file_frames_carry_motion_and_a_full_pass_every_interval_of_media_time(redis_url, videos):
+    interval, fps = 1.0, 5
+    cams = [
+        {
+            "id": "mo",
+            "url": str(videos / BARE),
+            "fps": fps,
+            "max_width": 640,
+            "full_frame_interval_s": interval,
+        }
+    ]
+    s = make_settings(redis_url, cameras=cams, ingest={"file_max_backlog": 10_000})
+    ingest = IngestService.from_settings(s)
+    with running(ingest):
+        wait_for(lambda: ingest.finished, 120, what="file ingested")
+    *frames, eos = _frames_on_stream(redis.Redis.from_url(redis_url), "mo")
+    assert isinstance(eos, EndOfStream) and len(frames) >= 20
+    assert all(isinstance(m.motion, tuple) for m in frames)
+    for m in frames:  # boxes are in pixels of the published (downscaled) frame
+        assert (m.width, m.height) == (640, 360)
+        assert all(0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360 for x1, y1, x2, y2 in m.motion)
+    assert frames[0].full and frames[0].motion == ()  # the first frame only starts the background
+    assert any(m.motion for m in frames), "no motion found in the whole clip"
+    full = _full_pts(frames)
+    gaps = [b - a for a, b in zip(full, full[1:], strict=False)]
+    assert max(gaps) <= interval + 1 / fps + 1e-3  # never longer than the interval (one sample of slack)
+    duration = frames[-1].pts - frames[0].pts
+    reader = ingest.readers[0]
+    calibrating = reader.stats.motion_kinds.get("calibrating", 0)
+    assert duration / interval <= len(full) <= duration / interval + 1 + calibrating
+    assert reader.stats.frames_full == len(full)
+    assert sum(reader.stats.motion_kinds.values()) == len(frames)
+
+
+def test_motion_off_and_every_frame_full(redis_url, videos, tmp_path):
+    path = _transcode(videos / BARE, tmp_path / "clip.mp4", "libx264", max_frames=30)
+    cams = [
+        {"id": "off", "url": str(path), "fps": 10, "motion": {"enabled": False}, "full_frame_interval_s": 0}
+    ]
+    ingest = IngestService.from_settings(make_settings(redis_url, cameras=cams))
+    with running(ingest):
+        wait_for(lambda: ingest.finished, 60, what="file ingested")
+    *frames, _ = _frames_on_stream(redis.Redis.from_url(redis_url), "off")
+    assert frames and all(m.motion is None and m.full for m in frames)
+    assert ingest.readers[0].stats.motion_kinds == {}
+
+
+def test_every_reopen_starts_with_a_full_pass(redis_url, videos, tmp_path):
+    """A replayed file reopens its source, like a reconnect: its first frame is full, with a new background."""
+    path = _transcode(videos / BARE, tmp_path / "clip.mp4", "libx264", max_frames=30)  # 1 s
+    cams = [{"id": "loop", "url": str(path), "fps": 10, "loop": True, "full_frame_interval_s": 3600}]
+    s = make_settings(redis_url, cameras=cams, ingest={"file_max_backlog": 10_000})
+    client = redis.Redis.from_url(redis_url)
+    ingest = IngestService.from_settings(s)
+    with running(ingest):
+        wait_for(lambda: client.xlen(KEYS.frames("loop")) >= 35, 60, what="three replays")
+    frames = [m for m in _frames_on_stream(client, "loop") if not isinstance(m, EndOfStream)]
+    starts = [i for i, m in enumerate(frames) if i == 0 or m.pts < frames[i - 1].pts]
+    assert len(starts) >= 3
+    assert all(frames[i].full and frames[i].motion == () for i in starts)  # fresh background each time
+    reader = ingest.readers[0]
+    assert reader.stats.frames_full <= len(starts) + reader.stats.motion_kinds.get("calibrating", 0)

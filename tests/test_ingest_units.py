@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from maskwatch.ingest.backoff import Backoff
-from maskwatch.ingest.sampling import FpsSampler
+from maskwatch.ingest.sampling import FpsSampler, FullFrameSchedule
 
 
 def test_sampler_keeps_target_rate_from_30fps():
@@ -32,3 +32,16 @@ def test_backoff_grows_is_capped_and_jittered():
     assert delays[0] < 1.5 and max(delays[4:]) <= 8.0 and min(delays[4:]) >= 4.0
     b.reset()
     assert b.next_delay() < 1.5
+
+
+def test_full_frame_schedule_by_clock_reopen_and_force():
+    s = FullFrameSchedule(2.0)
+    at = [t / 5 for t in range(25)]  # 5 fps for 5 s
+    full = [t for t in at if s.due(t)]
+    assert full == [0.0, 2.0, 4.0]
+    assert s.due(4.2, force=True) and not s.due(6.0) and s.due(6.2)  # a forced pass restarts the interval
+    assert s.due(1.0)  # the clock went back (a replayed file)
+    s.reset()
+    assert s.due(1.2)  # reopened: the first frame is full
+    every = FullFrameSchedule(0)
+    assert all(every.due(t) for t in at)

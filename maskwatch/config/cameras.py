@@ -14,6 +14,69 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
 HTTP_SCHEMES = ("http://", "https://")
 
 
+def _valid_polygons(polygons: list[list[tuple[float, float]]], what: str) -> list[list[tuple[float, float]]]:
+    """Each polygon checked by ``core.zones.validate_polygon``; the error names ``what`` and its index."""
+    valid = []
+    for i, polygon in enumerate(polygons):
+        try:
+            valid.append(validate_polygon(polygon))
+        except ZoneError as e:
+            raise ValueError(f"{what} {i}: {e}") from None
+    return valid
+
+
+class MotionConfig(StrictModel):
+    """Motion detection of one camera, in the ingest: a cheap pass on a small luma image that tells the
+    worker where the picture changed (``FrameMessage.motion``), so it can search only there."""
+
+    enabled: bool = Field(
+        True, description="Compute motion boxes; off: every frame is searched whole by the worker"
+    )
+    threshold: int = Field(
+        30,
+        ge=1,
+        le=254,
+        description="Change of a pixel (0-255, after contrast stretch) against the background that counts "
+        "as motion; higher is less sensitive",
+    )
+    contour_area: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Smallest area (pixels of the frame_height image) of a changed blob that makes a box",
+    )
+    frame_height: int = Field(
+        100,
+        ge=32,
+        le=1080,
+        description="Height in pixels the frame is shrunk to for motion detection (never enlarged)",
+    )
+    frame_alpha: float = Field(
+        0.01,
+        gt=0,
+        le=0.5,
+        description="Weight of each new frame in the running-average background; higher forgets faster",
+    )
+    lightning_threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Fraction of the (unmasked) image that, once changed, means lightning, IR switch or a "
+        "moved camera: the background is reset and no boxes are proposed until the change settles",
+    )
+    mask: list[list[tuple[float, float]]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Polygons of (x, y) points normalized to [0, 1] (like zones) where motion never counts "
+        "(timestamps, trees, screens)",
+    )
+
+    @field_validator("mask")
+    @classmethod
+    def _valid_mask(cls, mask: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        return _valid_polygons(mask, "motion mask polygon")
+
+
 class CameraConfig(StrictModel):
     """One video source: an RTSP/HTTP(S)/HLS URL or a local file."""
 
@@ -48,20 +111,25 @@ class CameraConfig(StrictModel):
         "centre lies inside one count. Empty: the whole frame counts",
     )
 
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig, description="Motion detection in the ingest (boxes for the worker)"
+    )
+    full_frame_interval_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="Ask the worker for a full-frame pass at least this often (media time for files, capture "
+        "time for live sources), besides the first frame after each (re)open and while motion recalibrates; "
+        "0: every frame is a full pass",
+    )
+
     @field_validator("zones")
     @classmethod
     def _valid_zones(
         cls, zones: list[list[tuple[float, float]]], info: Any
     ) -> list[list[tuple[float, float]]]:
         """The one place zones are checked (``core.zones.validate_polygon``); stages trust the result."""
-        camera = info.data.get("id", "?")
-        valid = []
-        for i, polygon in enumerate(zones):
-            try:
-                valid.append(validate_polygon(polygon))
-            except ZoneError as e:
-                raise ValueError(f"camera {camera!r} zone {i}: {e}") from None
-        return valid
+        return _valid_polygons(zones, f"camera {info.data.get('id', '?')!r} zone")
 
     @field_validator("url")
     @classmethod
