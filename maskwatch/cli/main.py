@@ -122,7 +122,7 @@ def _warn_secrets_on_command_line(args: argparse.Namespace) -> None:
 
     for attr, (flag, instead) in _SECRET_FLAGS.items():
         value = getattr(args, attr, None)
-        if not value:
+        if not isinstance(value, str) or not value:  # e.g. `models fetch --from DIR` is a path
             continue
         register_url_secrets(value)
         if redact_url(value) != value:
