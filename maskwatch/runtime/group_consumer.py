@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -25,9 +26,29 @@ class Entry:
     fields: dict[bytes, bytes]
     reclaimed: bool = False
 
+    @property
+    def live(self) -> bool:
+        """A live camera's frame (field ``live`` = ``1``): one a newer frame of its camera may supersede."""
+        return self.fields.get(b"live") == b"1"
+
 
 class StreamGroupConsumer:
-    """Consumer-group reader over ``<prefix><kind>:*`` streams, discovering new cameras at run time."""
+    """Consumer-group reader over ``<prefix><kind>:*`` streams, discovering new cameras at run time.
+
+    Every read serves every stream its share: the streams are read round-robin (the first stream rotates
+    from read to read) with a per-stream COUNT of ``ceil(count / streams)``, and the entries are handed out
+    interleaved by stream, so one busy camera cannot starve the others and a batch fills across cameras.
+    Entries delivered beyond ``count`` wait in a buffer (they are ours, pending) for the next read.
+
+    With ``newest_first`` (the worker; the publisher keeps it off and reads every entry in order), a live
+    stream (entries with ``live`` = ``1``) that has several new entries yields only its newest one; the
+    older ones are delivered too (so they can be acknowledged) but handed back by :meth:`take_superseded`,
+    for the caller to ack and count. Entries of file streams (``live`` = ``0``) are never superseded, and
+    neither are reclaimed ones.
+    """
+
+    DRAIN_COUNT = 64
+    """Entries per extra read when draining a live stream's backlog to find its newest entry."""
 
     def __init__(
         self,
@@ -38,16 +59,23 @@ class StreamGroupConsumer:
         consumer: str,
         claim_idle_ms: int,
         discovery_interval_s: float,
+        *,
+        newest_first: bool = False,
     ) -> None:
         self.client, self.keys, self.kind = client, keys, kind
         self.group, self.consumer = group, consumer
         self.claim_idle_ms = claim_idle_ms
         self.discovery_interval_s = discovery_interval_s
+        self.newest_first = newest_first
         self.streams: set[str] = set()
         self._next_discovery = 0.0
         self._next_claim = 0.0
         self._read_own_pending = True
+        self._pending_from: dict[str, bytes] = {}  # own-pending read position per stream
+        self._pending_done: set[str] = set()  # streams whose own pending has been read through
         self._buffer: deque[Entry] = deque()
+        self._superseded: list[Entry] = []
+        self._turn = 0  # rotation of the stream order: the first stream of the next read
 
     def stream_key(self, camera: str) -> str:
         return f"{self.keys.prefix}{self.kind}:{camera}"
@@ -57,6 +85,8 @@ class StreamGroupConsumer:
         self.streams.clear()
         self._next_discovery = 0.0
         self._read_own_pending = True
+        self._pending_from.clear()
+        self._pending_done.clear()
 
     def discover(self, force: bool = False) -> None:
         """Find camera streams (registry set and key scan) and make sure the group exists on each."""
@@ -81,19 +111,30 @@ class StreamGroupConsumer:
         metrics.STREAMS.labels(self.kind).set(len(self.streams))
 
     def read(self, count: int, block_ms: int) -> list[Entry]:
-        """Up to ``count`` entries: buffered, reclaimed, our own pending, then new ones (blocking)."""
-        out: list[Entry] = []
-        while self._buffer and len(out) < count:
-            out.append(self._buffer.popleft())
+        """Up to ``count`` entries, interleaved by stream: buffered, reclaimed, our own pending, then new
+        ones (blocking up to ``block_ms`` when nothing else is at hand). With ``newest_first``, older live
+        entries that a newer one of the same stream replaces go to :meth:`take_superseded` instead."""
+        order = self._rotation()
+        out = list(self._buffer)
+        self._buffer.clear()
         if len(out) < count:
             out += self._reclaim(count - len(out))
         if len(out) < count and self.streams:
-            out += self._read_group(count - len(out), block_ms if not out else 0)
-        elif not self.streams and block_ms:
+            out += self._read_group(order, count - len(out), block_ms if not out else 0)
+        elif not self.streams and not out and block_ms:
             time.sleep(block_ms / 1000)
+        if self.newest_first:
+            out = self._supersede(out)
+        out = _interleave(out, order)
         if len(out) > count:
             self._buffer.extend(out[count:])
             out = out[:count]
+        return out
+
+    def take_superseded(self) -> list[Entry]:
+        """The live entries that newer ones replaced since the last call (``newest_first`` only), for the
+        caller to ack (:meth:`ack`) and count as skipped; their ``fields`` no longer hold the image."""
+        out, self._superseded = self._superseded, []
         return out
 
     def ack(self, entries: list[Entry], pipe: redis.client.Pipeline) -> None:
@@ -105,16 +146,72 @@ class StreamGroupConsumer:
             pipe.xack(stream, self.group, *ids)
             pipe.xdel(stream, *ids)
 
-    def _read_group(self, count: int, block_ms: int) -> list[Entry]:
+    def _rotation(self) -> list[str]:
+        """The known streams, starting one further along at every read."""
+        order = sorted(self.streams)
+        if not order:
+            return order
+        k = self._turn % len(order)
+        self._turn = k + 1
+        return order[k:] + order[:k]
+
+    def _supersede(self, entries: list[Entry]) -> list[Entry]:
+        """Keep each stream's newest live entry (and every file or reclaimed one); set aside the rest."""
+        newest: dict[str, bytes] = {}
+        for e in entries:
+            if e.live and not e.reclaimed:
+                newest[e.stream] = e.id  # entries of a stream come oldest first
+        kept = []
+        for e in entries:
+            if e.live and not e.reclaimed and newest[e.stream] != e.id:
+                fields = {k: v for k, v in e.fields.items() if k != b"image"}
+                self._superseded.append(Entry(e.stream, e.id, fields))
+            else:
+                kept.append(e)
+        return kept
+
+    def _read_group(self, order: list[str], count: int, block_ms: int) -> list[Entry]:
+        per_stream = math.ceil(count / len(order))
         if self._read_own_pending:  # what this consumer was given before a restart or an outage
-            entries = self._xreadgroup("0", count, 0)
+            entries = self._read_own(order, per_stream)
             if entries:
                 return entries
-            self._read_own_pending = False  # none left: new entries from now on
-        return self._xreadgroup(">", count, block_ms)
+        by_stream = self._xreadgroup({s: ">" for s in order}, per_stream, block_ms) or {}
+        if self.newest_first:  # a live stream that filled its share may hold newer entries: drain it
+            full = [s for s, es in by_stream.items() if len(es) >= per_stream and es[-1].live]
+            while full:
+                more = self._xreadgroup({s: ">" for s in full}, self.DRAIN_COUNT, 0) or {}
+                for s, es in more.items():
+                    by_stream[s] = self._supersede(by_stream[s] + es)
+                full = [s for s, es in more.items() if len(es) >= self.DRAIN_COUNT and es[-1].live]
+        return [e for s in order for e in by_stream.get(s, [])]
 
-    def _xreadgroup(self, start_id: str, count: int, block_ms: int) -> list[Entry]:
-        streams: dict[Any, Any] = {s: start_id for s in sorted(self.streams)}
+    def _read_own(self, order: list[str], per_stream: int) -> list[Entry]:
+        """The next of this consumer's pending entries (each stream read on from where it left off)."""
+        todo = {s: self._pending_from.get(s, b"0") for s in order if s not in self._pending_done}
+        if not todo:
+            self._read_own_pending = False
+            return []
+        by_stream = self._xreadgroup(todo, per_stream, 0, raw=True)
+        if by_stream is None:  # group missing: reset() ran, our pending is gone
+            return []
+        out: list[Entry] = []
+        for stream in todo:
+            got = by_stream.get(stream, [])
+            if not got:
+                self._pending_done.add(stream)
+                continue
+            self._pending_from[stream] = got[-1].id
+            out += [e for e in got if e.fields]  # an own-pending entry deleted meanwhile has no fields
+        if self._pending_done >= set(order):
+            self._read_own_pending = False  # none left: new entries from now on
+        return out
+
+    def _xreadgroup(
+        self, streams: dict[Any, Any], count: int, block_ms: int, *, raw: bool = False
+    ) -> dict[str, list[Entry]] | None:
+        """Entries by stream (oldest first), or None when the group is gone (then re-created); with
+        ``raw``, own-pending entries deleted meanwhile (no fields) are kept so the read can move past them."""
         try:
             reply: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = self.client.xreadgroup(  # type: ignore[assignment]
                 self.group, self.consumer, streams, count=count, block=block_ms or None
@@ -124,14 +221,16 @@ class StreamGroupConsumer:
                 log.warning("%s: consumer group missing (Redis restarted?); re-creating", self.consumer)
                 self.reset()
                 self.discover(force=True)
-                return []
+                return None
             raise
-        return [
-            Entry(stream.decode(), entry_id, fields)
+        return {
+            stream.decode(): [
+                Entry(stream.decode(), entry_id, fields or {})
+                for entry_id, fields in messages
+                if fields or raw
+            ]
             for stream, messages in reply or []
-            for entry_id, fields in messages
-            if fields  # an own-pending entry deleted meanwhile comes back with no fields
-        ]
+        }
 
     def _reclaim(self, count: int) -> list[Entry]:
         now = time.monotonic()
@@ -183,3 +282,18 @@ class StreamGroupConsumer:
                 lag = g.get("lag")
                 metrics.STREAM_LAG.labels(self.kind, camera).set(float(lag) if lag is not None else 0)
                 metrics.STREAM_PENDING.labels(self.kind, camera).set(float(g.get("pending", 0)))
+
+
+def _interleave(entries: list[Entry], order: list[str]) -> list[Entry]:
+    """``entries`` taken one per stream in turn (streams in ``order`` first), each stream's kept in order."""
+    by_stream: dict[str, deque[Entry]] = {}
+    for s in order:
+        by_stream[s] = deque()
+    for e in entries:
+        by_stream.setdefault(e.stream, deque()).append(e)
+    queues = [q for q in by_stream.values() if q]
+    out: list[Entry] = []
+    while queues:
+        out += [q.popleft() for q in queues]
+        queues = [q for q in queues if q]
+    return out
