@@ -1,4 +1,5 @@
-"""Detect and classify faces in a batch of frames: one detector call, one classifier call, one threshold.
+"""Detect and classify faces in a batch of frames: one detector call (whole frames, plus one for every
+region of every frame), one classifier call, one threshold.
 
 Every consumer of the models (the worker, ``maskwatch detect``, the scene evaluation) goes
 through :class:`FaceAnalyzer`, so they all keep the same faces.
@@ -7,15 +8,40 @@ through :class:`FaceAnalyzer`, so they all keep the same faces.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from maskwatch.core.faces import Faces
 from maskwatch.models.classifier import MaskClassifier
 from maskwatch.models.crops import crop_faces
 from maskwatch.models.detectors.base import FaceDetector
+from maskwatch.models.detectors.nms import nms
+
+Box = tuple[int, int, int, int]
+Reuse = Callable[[int, Faces], Sequence[np.ndarray | None]]
+"""``reuse(i, faces)``: per detected face of frame ``i``, probabilities to keep, or None to classify it."""
+DEFAULT_NMS_IOU = 0.4
+"""NMS across regions for a detector that does not say its own ``nms_iou``."""
+
+
+@runtime_checkable
+class RegionDetector(Protocol):
+    """A detector that searches same-size crops in one call, as they are (no resize of its own)."""
+
+    def detect_regions(self, crops: Sequence[np.ndarray]) -> list[Faces]: ...
+
+
+@dataclass(frozen=True)
+class Analyzed:
+    """One frame's kept faces and, per face, True where the classifier ran now (False: probs reused)."""
+
+    faces: Faces
+    classified: np.ndarray
+
 
 MASKED_PROBABILITY = 0.5
 """A face counts as masked for :class:`FaceThreshold` when the classifier gives ``with_mask`` at least this."""
@@ -79,28 +105,109 @@ class FaceAnalyzer:
         """True when the classifier is the placeholder (no real mask classification)."""
         return bool(self.classifier.placeholder)
 
+    @property
+    def supports_regions(self) -> bool:
+        """True when the detector has a fixed-size region entry point (``detect_regions``)."""
+        return isinstance(self.detector, RegionDetector)
+
     def __call__(self, frames: Sequence[np.ndarray]) -> list[Faces]:
         """The classified faces of each BGR frame (``probs`` in the order of :attr:`classes`);
         without a threshold every detection the detector returned is kept."""
+        return [a.faces for a in self.analyze(frames, [None] * len(frames))]
+
+    def analyze(
+        self,
+        frames: Sequence[np.ndarray],
+        plans: Sequence[Sequence[Box] | None],
+        *,
+        region_size: int = 320,
+        reuse: Reuse | None = None,
+    ) -> list[Analyzed]:
+        """Detect and classify each frame as its plan says: None: the whole frame; ``()``: nothing (no
+        detector call); squares ``x1 y1 x2 y2``: only there, every region of every frame resized to
+        ``region_size`` and searched in one detector call, boxes mapped back and merged by NMS.
+
+        ``reuse(i, faces)`` may give, per detected face of frame ``i``, probabilities to keep instead of
+        classifying it (None: classify); the rest are classified in one call. The threshold applies
+        to every face alike. A detector without ``detect_regions`` searches region frames whole."""
         if not frames:
             return []
         t0 = time.perf_counter()
-        detections = self.detector.detect(frames)
+        detections = self._detect(frames, plans, region_size)
         t1 = time.perf_counter()
-        crops = [
-            c for f, d in zip(frames, detections, strict=True) for c in crop_faces(f, d.boxes, self.margin)
+        reused: list[list[np.ndarray | None]] = [
+            list(reuse(i, d)) if reuse is not None and len(d) else [None] * len(d)
+            for i, d in enumerate(detections)
         ]
-        probs = (
+        crops = [
+            c
+            for f, d, r in zip(frames, detections, reused, strict=True)
+            for c, cached in zip(crop_faces(f, d.boxes, self.margin), r, strict=True)
+            if cached is None
+        ]
+        fresh = (
             np.asarray(self.classifier.predict(crops), np.float32)
             if crops
             else np.zeros((0, len(self.classes)), np.float32)
         )
         self.seconds = {"detect": t1 - t0, "classify": time.perf_counter() - t1}
         out, start = [], 0
-        for det in detections:
-            faces = det.with_probs(probs[start : start + len(det)], self.classes)
-            start += len(det)
+        for det, r in zip(detections, reused, strict=True):
+            classified = np.array([p is None for p in r], bool)
+            probs = np.zeros((len(det), len(self.classes)), np.float32)
+            n_new = int(classified.sum())
+            probs[classified] = fresh[start : start + n_new]
+            start += n_new
+            for k, p in enumerate(r):
+                if p is not None:
+                    probs[k] = p
+            faces = det.with_probs(probs, self.classes)
             if self.threshold is not None and len(faces):
-                faces = faces[self.threshold.keep(faces.scores, faces.probs, self.classes)]
-            out.append(faces)
+                keep = self.threshold.keep(faces.scores, probs, self.classes)
+                faces, classified = faces[keep], classified[keep]
+            out.append(Analyzed(faces, classified))
+        return out
+
+    def _detect(
+        self, frames: Sequence[np.ndarray], plans: Sequence[Sequence[Box] | None], size: int
+    ) -> list[Faces]:
+        regional = self.supports_regions
+        whole = [i for i, p in enumerate(plans) if p is None or (len(p) and not regional)]
+        out: list[Faces] = [Faces.empty() for _ in frames]
+        if whole:
+            for i, faces in zip(whole, self.detector.detect([frames[i] for i in whole]), strict=True):
+                out[i] = faces
+        if not regional:
+            return out
+        crops, where = [], []
+        for i, plan in enumerate(plans):
+            for x1, y1, x2, y2 in plan or ():
+                crop = frames[i][y1:y2, x1:x2]
+                if crop.shape[:2] != (size, size):
+                    shrink = crop.shape[0] > size
+                    crop = cv2.resize(
+                        crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+                    )
+                crops.append(np.ascontiguousarray(crop))
+                where.append((i, x1, y1, (x2 - x1) / size, (y2 - y1) / size))
+        if not crops:
+            return out
+        assert isinstance(self.detector, RegionDetector)
+        found = self.detector.detect_regions(crops)
+        parts: dict[int, list[Faces]] = {}
+        for faces, (i, x1, y1, sx, sy) in zip(found, where, strict=True):
+            if not len(faces):
+                continue
+            scale = np.array([sx, sy, sx, sy], np.float32)
+            offset = np.array([x1, y1, x1, y1], np.float32)
+            landmarks = None
+            if faces.landmarks is not None:
+                landmarks = faces.landmarks * scale[:2] + offset[:2]
+            parts.setdefault(i, []).append(
+                Faces(faces.boxes * scale + offset, faces.scores, landmarks=landmarks)
+            )
+        iou = float(getattr(self.detector, "nms_iou", DEFAULT_NMS_IOU))
+        for i, p in parts.items():
+            h, w = frames[i].shape[:2]
+            out[i] = nms(Faces.merge(p), iou).clip(w, h)
         return out

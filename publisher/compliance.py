@@ -96,8 +96,8 @@ class ComplianceMetrics:
         result, camera, ts = event.result, event.camera, event.result.capture_ts
         compliance = self._camera(camera)
         tracked = event.faces[: len(event.tracks)]
-        for track, frame_label in zip(event.tracks, tracked.labels, strict=True):
-            if not result.placeholder:  # a placeholder classifier says nothing about masks
+        for track, frame_label, carried in zip(event.tracks, tracked.labels, tracked.carried, strict=True):
+            if not result.placeholder and not carried:  # placeholder: no mask info; carried: seen before
                 compliance.add_face(ts, frame_label == "with_mask")
             if track.decision is not None:
                 compliance.add_person(track.id, ts, not track.violation_raised)

@@ -197,8 +197,9 @@ class PublisherService(Stage):
         metrics.EVENTS_PUBLISHED.labels(cam, "frame").inc()
         metrics.FRAMES_PUBLISHED.labels(cam).inc()
         metrics.END_TO_END_SECONDS.labels(cam).observe(max(0.0, now - result.capture_ts))
-        for label in result.labels:
-            metrics.FACES_SEEN.labels(cam, label).inc()
+        for label, carried in zip(result.labels, result.faces.carried, strict=True):
+            if not carried:  # a carried face was seen in an earlier frame, not in this one
+                metrics.FACES_SEEN.labels(cam, label).inc()
         if self.on_event:
             self.on_event(frame_event(result, now, self.violation_classes))
 

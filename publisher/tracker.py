@@ -173,7 +173,10 @@ class FaceTracker:
         return pairs
 
     def update(self, faces: Faces, seq: int, ts: float) -> TrackerUpdate:
-        """Add one processed frame: ``faces`` classified in :attr:`classes` order (probs (N, C))."""
+        """Add one processed frame: ``faces`` classified in :attr:`classes` order (probs (N, C)).
+
+        A carried face (``faces.carried``: not detected in this frame, carried forward by the worker)
+        keeps its track alive but is no observation: no vote, no best-frame candidate."""
         if faces.classes != self.classes or faces.probs is None:
             raise ValueError(
                 f"faces must be classified in the tracker's classes {self.classes}, got {faces.classes}"
@@ -186,8 +189,14 @@ class FaceTracker:
         tracks: list[Track] = []
         new = np.zeros(len(faces), bool)
         changed = np.zeros(len(faces), bool)
+        carried = faces.carried if faces.carried is not None else np.zeros(len(faces), bool)
         for d in range(len(boxes)):
             box = boxes[d]
+            if carried[d] and d in pairs:  # seen before, not detected now: keeps its track alive, no vote
+                track = self.tracks[pairs[d]]
+                track.last_seq, track.last_ts, track.last_frame = seq, ts, self.frame
+                tracks.append(track)
+                continue
             if d in pairs:
                 track = self.tracks[pairs[d]]
                 gap = max(self.frame - track.last_frame, 1)
@@ -209,6 +218,9 @@ class FaceTracker:
                 )
                 self.tracks.append(track)
                 new[d] = True
+            if carried[d]:  # an unmatched carried face opens a track but casts no vote
+                tracks.append(track)
+                continue
             track.history.append(probs[d])
             quality = float((box[2] - box[0]) * (box[3] - box[1]) * scores[d])
             if quality > track.best_quality:

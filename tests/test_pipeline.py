@@ -10,7 +10,7 @@ import numpy as np
 import redis
 
 from maskwatch.cli.run_all import run_all
-from maskwatch.core.contracts import FrameMessage
+from maskwatch.core.contracts import FrameMessage, ResultMessage
 from maskwatch.core.keys import Keys
 from maskwatch.ingest.camera import CameraState
 from maskwatch.ingest.service import IngestService
@@ -153,3 +153,33 @@ def test_stale_live_frames_are_skipped_but_old_file_frames_are_not(redis_url, we
         wait_for(lambda: client.xlen(KEYS.frames("cam")) == 0, 30, what="all frames handled")
     seqs = [int(f[b"seq"]) for _, f in client.xrange(KEYS.results("cam"))]
     assert seqs == [1, 2] and worker.stats.skipped == 1
+
+
+def test_events_say_how_frames_were_searched_and_carried_faces_cast_no_vote():
+    from maskwatch.core.documents import frame_event
+    from maskwatch.core.faces import Faces
+    from maskwatch.core.labels import CLASSES
+    from maskwatch.publisher.decide import AgreementRule
+    from maskwatch.publisher.tracker import FaceTracker
+
+    probs = np.array([[0.1, 0.85, 0.05], [0.1, 0.85, 0.05]], np.float32)
+    faces = Faces(
+        [[10, 10, 60, 60], [200, 200, 260, 260]], [0.99, 0.98], probs, CLASSES, carried=[False, True]
+    )
+    fields = ResultMessage("cam", 3, 1.0, 320, 320, 1.1, faces, detection="regions").to_fields()
+    msg = ResultMessage.from_fields({k.encode(): v.encode() for k, v in fields.items()})  # type: ignore[union-attr]
+    event = frame_event(msg, 1.2)
+    assert event["detection"] == "regions"
+    assert "carried" not in event["faces"][0] and event["faces"][1]["carried"] is True
+    plain = frame_event(ResultMessage("cam", 4, 1.0, 320, 320, 1.1, faces[:1]), 1.2)
+    assert plain["detection"] == "full" and set(plain["faces"][0]) == {"box", "score", "class", "probs"}
+
+    tracker = FaceTracker(
+        CLASSES, AgreementRule(5, 2, 0.5), iou_threshold=0.3, max_center_shift=0, max_age_frames=1
+    )
+    held = tracker.update(faces[:1], 0, 0.0).tracks[0]
+    carried = Faces([[10, 10, 60, 60]], [0.99], probs[:1], CLASSES, carried=[True])
+    for seq in range(1, 5):  # carried for longer than max_age_frames: alive, but no new votes
+        update = tracker.update(carried, seq, seq / 10)
+        assert update.tracks == [held] and not update.new.any() and not update.ended
+    assert len(held.history) == 1 and held.last_seq == 4 and held.decision is None

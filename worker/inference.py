@@ -1,17 +1,25 @@
-"""Decode a batch of frames, detect faces in one call, classify every face in one call."""
+"""Decode a batch of frames, detect faces (whole frames or regions), classify the faces that need it."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from maskwatch.config.stages import WorkerSettings
 from maskwatch.core.contracts import FrameMessage, ResultMessage
 from maskwatch.core.errors import ErrorKind, FrameError
+from maskwatch.core.faces import Faces
 from maskwatch.models.analysis import FaceAnalyzer
 from maskwatch.worker import metrics
+from maskwatch.worker.camera_state import CameraState, iou
+from maskwatch.worker.regions import FULL, RegionPlan, inside_any, plan_regions, touches_any
+
+CARRIED_OVERLAP = 0.3
+"""A remembered face overlapping a face detected in this frame this much (IoU) is not carried."""
 
 
 @dataclass(frozen=True)
@@ -24,15 +32,40 @@ class Rejected:
 
 
 class BatchInference:
-    """Frames in, results out: one detector call and one classifier call per batch."""
+    """Frames in, results out: one detector call for whole frames, one for every region of every frame,
+    one classifier call per batch; each camera's remembered faces (:class:`CameraState`) decide where
+    to look, which faces are carried forward and which keep their class."""
 
-    def __init__(self, analyzer: FaceAnalyzer, worker_name: str, *, include_image: bool) -> None:
-        self.analyzer = analyzer
-        self.worker_name, self.include_image = worker_name, include_image
+    def __init__(self, analyzer: FaceAnalyzer, worker_name: str, config: WorkerSettings) -> None:
+        self.analyzer, self.worker_name, self.config = analyzer, worker_name, config
+        self.include_image = config.include_image
         self.models = analyzer.models
 
-    def process(self, frames: list[FrameMessage]) -> tuple[list[ResultMessage], list[Rejected]]:
-        """Results for the decodable frames (in input order) and the frames that failed to decode."""
+    def plan(self, frame: FrameMessage, state: CameraState) -> tuple[RegionPlan, np.ndarray]:
+        """Where to search ``frame``, and which remembered faces (mask) were due for a new look."""
+        cfg = self.config
+        due = np.zeros(len(state.faces), bool)
+        if not cfg.regions or not self.analyzer.supports_regions or frame.motion is None or frame.full:
+            return FULL, due
+        boxes = state.boxes
+        if len(boxes):
+            age = np.array([frame.capture_ts - f.detected_ts for f in state.faces])
+            due = touches_any(boxes, frame.motion) | (age >= cfg.stationary_recheck_s)
+        plan = plan_regions(
+            frame.width,
+            frame.height,
+            frame.motion,
+            boxes[due],
+            size=cfg.region_size,
+            full_coverage=cfg.full_frame_coverage,
+        )
+        return plan, due
+
+    def process(
+        self, frames: list[FrameMessage], states: Mapping[str, CameraState] | None = None
+    ) -> tuple[list[ResultMessage], list[Rejected], dict[str, CameraState]]:
+        """Results for the decodable frames (in input order), the frames that failed to decode, and the
+        new state of each camera (after its newest frame here) for the caller to write."""
         t0 = time.perf_counter()
         images, good, bad = [], [], []
         for f in frames:
@@ -44,29 +77,67 @@ class BatchInference:
             images.append(image)
             good.append(f)
         metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
-        analyzed = self.analyzer(images)
+        classes = self.analyzer.classes
+        before = {f.camera: (states or {}).get(f.camera, CameraState()).usable(classes) for f in good}
+        plans = [self.plan(f, before[f.camera])[0] for f in good]
+        cfg = self.config
+
+        def reuse(i: int, faces: Faces) -> list[np.ndarray | None]:
+            state, ts = before[good[i].camera], good[i].capture_ts
+            cached = [
+                state.cached_probs(
+                    box, ts, min_times=cfg.classify_min_times, interval_s=cfg.reclassify_interval_s
+                )
+                for box in faces.boxes
+            ]
+            return [None if c is None else np.asarray(c, np.float32) for c in cached]
+
+        analyzed = self.analyzer.analyze(
+            images,
+            [None if p.mode == "full" else p.regions for p in plans],
+            region_size=cfg.region_size,
+            reuse=reuse,
+        )
         if analyzed:
             metrics.INFERENCE_SECONDS.labels("detect").observe(self.analyzer.seconds["detect"])
             metrics.INFERENCE_SECONDS.labels("classify").observe(self.analyzer.seconds["classify"])
         now = time.time()
-        results = [
-            ResultMessage(
-                camera=f.camera,
-                seq=f.seq,
-                capture_ts=f.capture_ts,
-                width=f.width,
-                height=f.height,
-                processed_ts=now,
-                faces=faces,
-                models=self.models,
-                placeholder=self.analyzer.placeholder,
-                worker=self.worker_name,
-                image=f.image if self.include_image else None,
-                encoding=f.encoding,
+        results = []
+        after = dict(before)
+        for f, plan, a in zip(good, plans, analyzed, strict=True):
+            state = before[f.camera]
+            faces, classified = a.faces, a.classified
+            if plan.mode != "full" and state.faces:
+                outside = ~inside_any(state.boxes, plan.regions)
+                if len(faces):  # a remembered face a region found again is not also carried
+                    outside &= ~(iou(state.boxes, faces.boxes) >= CARRIED_OVERLAP).any(axis=1)
+                carried = state.carried(outside)
+                if len(carried):
+                    faces = Faces.merge([faces, carried])
+                    classified = np.concatenate([classified, np.zeros(len(carried), bool)])
+            metrics.DETECTIONS.labels(f.camera, plan.mode).inc()
+            metrics.CLASSES_REUSED.labels(f.camera).inc(int((~classified & ~faces.carried).sum()))
+            if f.seq > after[f.camera].seq:
+                after[f.camera] = after[f.camera].advance(f.seq, f.capture_ts, faces, classified)
+            results.append(
+                ResultMessage(
+                    camera=f.camera,
+                    seq=f.seq,
+                    capture_ts=f.capture_ts,
+                    width=f.width,
+                    height=f.height,
+                    processed_ts=now,
+                    faces=faces,
+                    models=self.models,
+                    placeholder=self.analyzer.placeholder,
+                    worker=self.worker_name,
+                    image=f.image if self.include_image else None,
+                    encoding=f.encoding,
+                    detection=plan.mode,
+                )
             )
-            for f, faces in zip(good, analyzed, strict=True)
-        ]
-        return results, bad
+        changed = {cam: s for cam, s in after.items() if s is not before[cam]}
+        return results, bad, changed
 
 
 def _decode(frame: FrameMessage) -> np.ndarray:

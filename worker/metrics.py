@@ -22,3 +22,13 @@ FRAMES_SKIPPED = Counter(
     "Live frames skipped without inference, by reason",
     ["camera", "reason"],
 )
+DETECTIONS = Counter(
+    "maskwatch_worker_detections_total",
+    "Frames by how they were searched (full frame, regions, none: nothing moved)",
+    ["camera", "detection"],
+)
+CLASSES_REUSED = Counter(
+    "maskwatch_worker_classes_reused_total",
+    "Detected faces that kept a settled class of the same person instead of being classified",
+    ["camera"],
+)

@@ -20,6 +20,7 @@ from maskwatch.runtime.metrics_server import DEADLETTERS
 from maskwatch.runtime.redis_conn import connect
 from maskwatch.runtime.stage import Every, LoopOptions, Stage
 from maskwatch.worker import metrics
+from maskwatch.worker.camera_state import CameraState, CameraStateStore
 from maskwatch.worker.inference import BatchInference, Rejected
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,11 @@ class WorkerService(Stage):
         heartbeat: Heartbeat,
         config: WorkerSettings,
         options: LoopOptions,
+        states: CameraStateStore | None = None,
     ) -> None:
         super().__init__(client, heartbeat, options)
         self.keys, self.consumer, self.inference, self.config = keys, consumer, inference, config
+        self.states = states or CameraStateStore(client, keys, config.camera_state_ttl_s)
         self.stats = WorkerStats()
         self._lag_metrics = Every(config.lag_metrics_interval_s)
 
@@ -65,8 +68,15 @@ class WorkerService(Stage):
         longest_read_s = (cfg.block_ms + cfg.max_wait_ms) / 1000
         client = connect(settings, socket_timeout=max(settings.redis_socket_timeout_s, longest_read_s + 10))
         keys = Keys(settings.key_prefix)
-        consumer = StreamGroupConsumer(
-            client, keys, "frames", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s
+        consumer = StreamGroupConsumer(  # newest first: a live camera's backlog yields its latest frame
+            client,
+            keys,
+            "frames",
+            cfg.group,
+            name,
+            cfg.claim_idle_ms,
+            cfg.discovery_interval_s,
+            newest_first=True,
         )
         analyzer = build_analyzer(settings.detector, settings.classifier)
         log.info(
@@ -77,9 +87,11 @@ class WorkerService(Stage):
             analyzer.classifier.name,
             " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "",
         )
-        inference = BatchInference(analyzer, name, include_image=cfg.include_image)
+        inference = BatchInference(analyzer, name, cfg)
         hb = Heartbeat.from_settings(client, settings, cls.stage, name)
-        return cls(client, keys, consumer, inference, hb, cfg, LoopOptions.from_settings(settings, cls.stage))
+        states = CameraStateStore(client, keys, cfg.camera_state_ttl_s)
+        options = LoopOptions.from_settings(settings, cls.stage)
+        return cls(client, keys, consumer, inference, hb, cfg, options, states)
 
     def heartbeat_info(self) -> dict[str, int]:
         return {"frames": self.stats.frames}
@@ -94,8 +106,12 @@ class WorkerService(Stage):
         if self._lag_metrics.due():
             self.consumer.update_lag_metrics()
         entries = self._collect_batch(self.options.block_ms if block_ms is None else block_ms)
-        if not entries:
+        superseded = self.consumer.take_superseded()  # older live frames a newer one replaced: ack, count
+        if not entries and not superseded:
             return 0
+        for entry in superseded:
+            metrics.FRAMES_SKIPPED.labels(self.keys.camera_of(entry.stream), "superseded").inc()
+        self.stats.skipped += len(superseded)
         frames: list[tuple[Entry, FrameMessage]] = []
         ends: list[EndOfStream] = []
         pipe = self.client.pipeline(transaction=True)
@@ -112,8 +128,13 @@ class WorkerService(Stage):
                 self.stats.skipped += 1
             else:
                 frames.append((entry, msg))
+        states: dict[str, CameraState] = {}
         try:
-            results, bad = self.inference.process([m for _, m in frames]) if frames else ([], [])
+            if frames:
+                before = self.states.read(m.camera for _, m in frames)  # once per camera per batch
+                results, bad, states = self.inference.process([m for _, m in frames], before)
+            else:
+                results, bad = [], []
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the worker or lose frames
             log.exception("worker: inference failed on a batch of %d frame(s)", len(frames))
             error = (
@@ -131,10 +152,11 @@ class WorkerService(Stage):
                 maxlen=self.config.results_max_len,
                 approximate=True,
             )
-        self.consumer.ack(entries, pipe)
-        pipe.execute()  # results and acks land together, or not at all
+        self.states.write(pipe, states)  # each camera's state moves only forward (newer seq)
+        self.consumer.ack(entries + superseded, pipe)
+        pipe.execute()  # results, camera states and acks land together, or not at all
         self._count(entries, results)
-        return len(entries)
+        return len(entries) + len(superseded)
 
     def _stale(self, frame: FrameMessage) -> bool:
         """A live frame too old to be worth processing (latency stays bounded when we fall behind)."""
@@ -173,8 +195,9 @@ class WorkerService(Stage):
         for r in results:
             metrics.FRAMES_PROCESSED.labels(r.camera).inc()
             self.stats.faces += len(r.faces)
-            for label in r.labels:
-                metrics.FACES.labels(r.camera, label).inc()
+            for label, carried in zip(r.labels, r.faces.carried, strict=True):
+                if not carried:
+                    metrics.FACES.labels(r.camera, label).inc()
 
     def summary(self) -> str:
         s = self.stats

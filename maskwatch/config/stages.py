@@ -67,6 +67,43 @@ class WorkerSettings(ConsumerGroupSettings):
         le=86_400,
         description="Skip live frames older than this when read (0: never); files are never skipped",
     )
+    regions: bool = Field(
+        True,
+        description="Detect in regions around motion and tracked faces when the ingest sends motion; "
+        "false: always the whole frame",
+    )
+    region_size: int = Field(
+        320,
+        ge=64,
+        le=1920,
+        multiple_of=32,
+        description="Smallest side of a square detection region (native pixels) and the size every region "
+        "is resized to for the one batched detector call",
+    )
+    full_frame_coverage: float = Field(
+        0.6, gt=0, le=1, description="Detect the whole frame instead when regions would cover more of it"
+    )
+    stationary_recheck_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="A tracked face no motion touches is carried forward, and searched again this often",
+    )
+    classify_min_times: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="A face's class is settled after this many agreeing classifications (0: never reuse)",
+    )
+    reclassify_interval_s: float = Field(
+        2.0, ge=0, le=3600, description="A settled face's class is reused for at most this long"
+    )
+    camera_state_ttl_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="A camera's worker state (last faces, class cache) expires after this",
+    )
     metrics_port: int = Field(9102, ge=0, le=65535, description="0 disables the metrics server")
 
 

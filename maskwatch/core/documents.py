@@ -26,7 +26,18 @@ EVENT_SCHEMA_VERSION = 1
 """The documents' schema version (README "Event schema"); new fields may be added within it. The
 stream messages between stages have their own version (``contracts.SCHEMA_VERSION``)."""
 
-FaceDoc = TypedDict("FaceDoc", {"box": list[float], "score": float, "class": str, "probs": dict[str, float]})
+FaceDoc = TypedDict(
+    "FaceDoc",
+    {
+        "box": list[float],
+        "score": float,
+        "class": str,
+        "probs": dict[str, float],
+        "carried": NotRequired[bool],
+    },
+)
+"""One face of a frame event; ``carried`` (only on carried faces, always true): not detected in this
+frame but carried forward from an earlier one of its camera (its region was not searched again)."""
 
 
 class FrameEvent(TypedDict):
@@ -43,6 +54,7 @@ class FrameEvent(TypedDict):
     published_ts: float
     width: int
     height: int
+    detection: str
     faces: list[FaceDoc]
     counts: dict[str, int]
     violations: int
@@ -113,19 +125,23 @@ def frame_event(
     violation_classes: Collection[str] = VIOLATION_CLASSES,
 ) -> FrameEvent:
     """The event of one processed frame; ``violations`` counts faces of ``violation_classes``
-    (``violations.violation_classes`` of the settings)."""
+    (``violations.violation_classes`` of the settings); ``detection`` says how the frame was searched
+    (``full``, ``regions``, ``none``) and carried faces say ``"carried": true``."""
     labels = result.labels
     detected = result.faces
     probs = detected.probs.astype(float) if detected.probs is not None else np.zeros((len(detected), 0))
-    faces: list[FaceDoc] = [
-        {
+    carried = detected.carried if detected.carried is not None else np.zeros(len(detected), bool)
+    faces: list[FaceDoc] = []
+    for i in range(len(labels)):
+        face: FaceDoc = {
             "box": _box(detected.boxes[i]),
             "score": round(float(detected.scores[i]), 4),
             "class": labels[i],
             "probs": {c: round(float(p), 4) for c, p in zip(detected.classes, probs[i], strict=True)},
         }
-        for i in range(len(labels))
-    ]
+        if carried[i]:
+            face["carried"] = True
+        faces.append(face)
     counts = dict.fromkeys(CLASSES, 0) | dict.fromkeys(detected.classes, 0)
     for label in labels:
         counts[label] = counts.get(label, 0) + 1
@@ -141,6 +157,7 @@ def frame_event(
         "published_ts": published_ts if published_ts is not None else time.time(),
         "width": result.width,
         "height": result.height,
+        "detection": result.detection,
         "faces": faces,
         "counts": counts,
         "violations": sum(counts.get(c, 0) for c in set(violation_classes)),

@@ -49,6 +49,11 @@ class Keys:
         """Hash with a camera's ingest state, reconnects and last sequence number."""
         return f"{self.prefix}camera:{camera}"
 
+    def worker_state(self, camera: str) -> str:
+        """Hash with what the workers remember of a camera between frames (``seq``, ``state`` JSON: last
+        faces and their class cache), written only by a newer frame, with a TTL (``worker/camera_state.py``)."""
+        return f"{self.prefix}camstate:{camera}"
+
     def heartbeat(self, stage: str, instance: str) -> str:
         """Key with a TTL refreshed by a live process."""
         return f"{self.prefix}heartbeat:{stage}:{instance}"

@@ -148,6 +148,26 @@ class RetinaFaceDetector:
                 out[i] = self._faces(boxes, scores, points, prepared[i][1], frames[i].shape[:2])
         return [f if f is not None else Faces.empty() for f in out]
 
+    def detect_regions(self, crops: Sequence[np.ndarray]) -> list[Faces]:
+        """One :class:`Faces` per crop (boxes in the crop's pixels), all crops in one network call.
+
+        The crops must share one size (the worker's square regions, resized by it); they are searched
+        as they are: no ``max_side``/``upscale_to`` resize, only zero padding to a multiple of 32.
+        """
+        if not crops:
+            return []
+        shapes = {c.shape[:2] for c in crops}
+        if len(shapes) != 1:
+            raise ValueError(f"detect_regions needs crops of one size, got {sorted(shapes)}")
+        (h, w) = shapes.pop()
+        ph, pw = -(-h // decode.STRIDE) * decode.STRIDE, -(-w // decode.STRIDE) * decode.STRIDE
+        batch = np.zeros((len(crops), ph, pw, 3), np.float32)
+        for i, crop in enumerate(crops):
+            batch[i, :h, :w] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        loc, landmarks, conf = self._run(batch)
+        candidates = decode.decode(loc, landmarks, conf, ph, pw, self.confidence)
+        return [self._faces(b, s, p, 1.0, (h, w)) for b, s, p in candidates]
+
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """The frame resized and zero-padded to multiples of 32 as float32 RGB, and the scale applied."""
         h, w = frame.shape[:2]
