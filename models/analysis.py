@@ -206,8 +206,10 @@ class FaceAnalyzer:
             parts.setdefault(i, []).append(
                 Faces(faces.boxes * scale + offset, faces.scores, landmarks=landmarks)
             )
-        iou = float(getattr(self.detector, "nms_iou", DEFAULT_NMS_IOU))
+        iou = float(getattr(self.detector, "nms_iou", None) or DEFAULT_NMS_IOU)
+        finish = getattr(self.detector, "finish_regions", None)  # e.g. box calibration, in frame pixels
         for i, p in parts.items():
             h, w = frames[i].shape[:2]
-            out[i] = nms(Faces.merge(p), iou).clip(w, h)
+            faces = nms(Faces.merge(p), iou).clip(w, h)
+            out[i] = finish(faces, w, h) if finish is not None else faces
         return out

@@ -163,3 +163,19 @@ def test_two_workers_share_one_cameras_state_and_regions_follow_its_tracked_face
     assert r.detection == "regions" and detector.calls[-1][:2] == ("regions", 2), "tracked face + motion"
     assert len(r.faces) == 1 and not r.faces.carried.any(), "found again inside its tracked region"
     assert {w.stats.frames for w in workers} == {3}
+
+
+def test_a_files_state_runs_on_media_time_not_on_read_time():
+    """A file is read far faster than real time: class reuse must expire by its media time (pts), and a
+    replay from the start (the clock going back) classifies again."""
+    from maskwatch.worker.inference import clock
+
+    file_frame = FrameMessage("c", 40, 1000.0, 64, 48, b"j", pts=8.0)
+    live_frame = FrameMessage("c", 40, 1000.0, 64, 48, b"j", pts=8.0, live=True)
+    assert clock(file_frame) == 8.0 and clock(live_frame) == 1000.0
+    box = np.array([100, 100, 200, 200], np.float32)
+    state = _state(4, (100.0, 100.0, 200.0, 200.0), 3, 5.0, 5.0)
+    kwargs = {"min_times": 3, "interval_s": 2.0}
+    assert state.cached_probs(box, 6.0, **kwargs) is not None
+    assert state.cached_probs(box, 7.5, **kwargs) is None, "2 s of media time passed: classify again"
+    assert state.cached_probs(box, 1.0, **kwargs) is None, "a replayed file's clock went back"

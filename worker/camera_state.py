@@ -110,8 +110,8 @@ class CameraState:
         ious = iou(np.asarray(box, np.float64).reshape(1, 4), self.boxes.astype(np.float64))[0]
         j = int(ious.argmax())
         face = self.faces[j]
-        if ious[j] < MATCH_IOU or face.times < min_times or ts - face.classified_ts >= interval_s:
-            return None
+        if ious[j] < MATCH_IOU or face.times < min_times or not 0 <= ts - face.classified_ts < interval_s:
+            return None  # (a clock that went back — a file replayed from its start — classifies again)
         area = float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
         if face.area <= 0 or abs(area / face.area - 1.0) >= MAX_SIZE_CHANGE:
             return None

@@ -49,8 +49,8 @@ class BatchInference:
             return FULL, due
         boxes = state.boxes
         if len(boxes):
-            age = np.array([frame.capture_ts - f.detected_ts for f in state.faces])
-            due = touches_any(boxes, frame.motion) | (age >= cfg.stationary_recheck_s)
+            age = np.array([clock(frame) - f.detected_ts for f in state.faces])
+            due = touches_any(boxes, frame.motion) | (age >= cfg.stationary_recheck_s) | (age < 0)
         plan = plan_regions(
             frame.width,
             frame.height,
@@ -83,7 +83,7 @@ class BatchInference:
         cfg = self.config
 
         def reuse(i: int, faces: Faces) -> list[np.ndarray | None]:
-            state, ts = before[good[i].camera], good[i].capture_ts
+            state, ts = before[good[i].camera], clock(good[i])
             cached = [
                 state.cached_probs(
                     box, ts, min_times=cfg.classify_min_times, interval_s=cfg.reclassify_interval_s
@@ -118,7 +118,7 @@ class BatchInference:
             metrics.DETECTIONS.labels(f.camera, plan.mode).inc()
             metrics.CLASSES_REUSED.labels(f.camera).inc(int((~classified & ~faces.carried).sum()))
             if f.seq > after[f.camera].seq:
-                after[f.camera] = after[f.camera].advance(f.seq, f.capture_ts, faces, classified)
+                after[f.camera] = after[f.camera].advance(f.seq, clock(f), faces, classified)
             results.append(
                 ResultMessage(
                     camera=f.camera,
@@ -138,6 +138,12 @@ class BatchInference:
             )
         changed = {cam: s for cam, s in after.items() if s is not before[cam]}
         return results, bad, changed
+
+
+def clock(frame: FrameMessage) -> float:
+    """The camera's own time line for per-camera state: media time for files (read faster than real
+    time, or replayed in a loop), capture time for live sources."""
+    return frame.pts if not frame.live and frame.pts is not None else frame.capture_ts
 
 
 def _decode(frame: FrameMessage) -> np.ndarray:

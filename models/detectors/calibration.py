@@ -130,6 +130,14 @@ class CalibratedDetector:
         self.inner = inner
         self.calibration = calibration
         self.name = f"{inner.name}+boxcal"
+        self.nms_iou = getattr(inner, "nms_iou", None)
+        if hasattr(inner, "detect_regions"):  # region search passes through; boxes are calibrated in the frame
+            self.detect_regions = inner.detect_regions
+
+    def finish_regions(self, faces: Faces, width: int, height: int) -> Faces:
+        """Calibrate region faces once mapped back into their ``width`` × ``height`` frame (the calibration's
+        features depend on box sizes in frame pixels, which a resized region does not have)."""
+        return self.calibration.apply(faces).clip(width, height)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Faces]:
         out = self.inner.detect(frames)
