@@ -28,6 +28,26 @@ DEFAULT_NMS_IOU = 0.4
 """NMS across regions for a detector that does not say its own ``nms_iou``."""
 
 
+TILE_OVERLAP = 64
+"""Pixels two neighbouring tiles share, so a face on a tile border is whole in one of them."""
+
+
+def tile_region(region: Box, size: int, overlap: int = TILE_OVERLAP) -> list[Box]:
+    """``region`` as squares of side ``size`` at native resolution, overlapping by ``overlap``: a large
+    region shrunk to the network's input would shrink its faces below what the detector finds."""
+    x1, y1, x2, y2 = region
+    side = max(x2 - x1, y2 - y1)
+    if side <= size:
+        return [region]
+    n = int(np.ceil((side - overlap) / (size - overlap)))
+    starts = np.linspace(0, side - size, n).round().astype(int)
+    return [
+        (x1 + int(dx), y1 + int(dy), x1 + int(dx) + size, y1 + int(dy) + size)
+        for dy in starts
+        for dx in starts
+    ]
+
+
 @runtime_checkable
 class RegionDetector(Protocol):
     """A detector that searches same-size crops in one call, as they are (no resize of its own)."""
@@ -181,7 +201,8 @@ class FaceAnalyzer:
             return out
         crops, where = [], []
         for i, plan in enumerate(plans):
-            for x1, y1, x2, y2 in plan or ():
+            tiles = dict.fromkeys(t for region in plan or () for t in tile_region(region, size))
+            for x1, y1, x2, y2 in tiles:
                 crop = frames[i][y1:y2, x1:x2]
                 if crop.shape[:2] != (size, size):
                     shrink = crop.shape[0] > size

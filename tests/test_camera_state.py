@@ -128,7 +128,13 @@ def _worker(settings, client, name, analyzer):
 def test_two_workers_share_one_cameras_state_and_regions_follow_its_tracked_face(redis_url):
     s = make_settings(
         redis_url,
-        worker={"max_batch": 1, "max_wait_ms": 0, "stationary_recheck_s": 0.5, "reclassify_interval_s": 2.0},
+        worker={
+            "regions": True,
+            "max_batch": 1,
+            "max_wait_ms": 0,
+            "stationary_recheck_s": 0.5,
+            "reclassify_interval_s": 2.0,
+        },
     )
     client = redis.Redis.from_url(redis_url)
     client.sadd(KEYS.cameras, "cam")

@@ -89,3 +89,14 @@ def test_regions_covering_most_of_the_frame_become_a_full_pass():
     assert plan_regions(W, H, boxes, full_coverage=1.0).mode == "regions"
     assert coverage([(0, 0, 960, 1080)], W, H) == 0.5
     assert coverage([(0, 0, 100, 100), (50, 50, 150, 150)], 1000, 1000) == (20000 - 2500) / 1e6
+
+
+def test_large_regions_are_tiled_at_native_resolution():
+    from maskwatch.models.analysis import TILE_OVERLAP, tile_region
+
+    assert tile_region((10, 20, 330, 340), 320) == [(10, 20, 330, 340)]
+    tiles = tile_region((0, 0, 700, 700), 320)
+    assert all(t[2] - t[0] == 320 and t[3] - t[1] == 320 for t in tiles)
+    xs = sorted({t[0] for t in tiles})
+    assert xs[0] == 0 and xs[-1] + 320 == 700, "the tiles cover the region to its edges"
+    assert all(b - a <= 320 - TILE_OVERLAP for a, b in zip(xs, xs[1:], strict=False)), "neighbours overlap"

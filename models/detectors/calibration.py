@@ -131,7 +131,8 @@ class CalibratedDetector:
         self.calibration = calibration
         self.name = f"{inner.name}+boxcal"
         self.nms_iou = getattr(inner, "nms_iou", None)
-        if hasattr(inner, "detect_regions"):  # region search passes through; boxes are calibrated in the frame
+        # region search passes through; the boxes are calibrated once back in the frame
+        if hasattr(inner, "detect_regions"):
             self.detect_regions = inner.detect_regions
 
     def finish_regions(self, faces: Faces, width: int, height: int) -> Faces:
