@@ -30,7 +30,6 @@ from maskwatch.config.settings import load_settings  # noqa: E402
 from maskwatch.core.keys import Keys  # noqa: E402
 from maskwatch.runtime.private_redis import RedisServer  # noqa: E402
 
-
 REALTIME = False
 
 
@@ -42,7 +41,15 @@ def run(video: Path, fps: float, gated: bool, workdir: Path) -> dict:
             None,
             redis_url=server.url,
             data_dir=str(workdir / ("gated" if gated else "full")),
-            cameras=[{"id": "cam", "url": str(video), "fps": fps, "motion": {"enabled": gated}, "realtime": REALTIME}],
+            cameras=[
+                {
+                    "id": "cam",
+                    "url": str(video),
+                    "fps": fps,
+                    "motion": {"enabled": gated},
+                    "realtime": REALTIME,
+                }
+            ],
             ingest={"metrics_port": 0},
             worker={"metrics_port": 0, "regions": gated},
             publisher={"metrics_port": 0},
