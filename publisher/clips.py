@@ -92,7 +92,7 @@ def encode_clip(job: ClipJob) -> ClipResult:
     try:
         job.path.parent.mkdir(parents=True, exist_ok=True)
         written, last_pts, first_ts = 0, -1, 0.0
-        with av.open(str(part), mode="w", format="mp4") as container:
+        with av.open(str(part), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
             stream = None
             for frame in frames:
                 img = render_frame(frame, job.blur, job.violators, job.max_width, job.zones)
