@@ -1,0 +1,1 @@
+"""api: the HTTP API (violations, snapshots, clips, cameras, reviews) and the review page it serves."""
