@@ -73,12 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("worker", "Detect faces and classify masks in batches"),
         ("publisher", "Publish events and metrics"),
+        ("mqtt", "Deliver violation documents and camera state to MQTT (Home Assistant discovery)"),
+        ("api", "Serve the HTTP API (violations, snapshots, clips, reviews) and the review page"),
+        ("webhooks", "POST violation documents, signed, to every configured webhook (metrics on :9105)"),
     ):
         p = sub.add_parser(name, help=text)
         _common(p)
         p.set_defaults(func=_cmd_stage)
 
-    p = sub.add_parser("run", help="Run ingest, worker and publisher together on this machine")
+    p = sub.add_parser("run", help="Run ingest, worker, publisher and the API together on this machine")
     _common(p)
     p.add_argument("--source", metavar="URL", help="One-camera quick start: a video file or rtsp:// URL")
     p.add_argument("--camera-id", default="cam1", help="Camera id for --source (default cam1)")
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="Exit 0 if a live process of STAGE keeps its heartbeat")
     _common(p)
-    p.add_argument("stage", choices=["ingest", "worker", "publisher"])
+    p.add_argument("stage", choices=["ingest", "worker", "publisher", "api", "mqtt", "webhooks"])
     p.add_argument(
         "--instance",
         help="The instance to check (default: the configured instance, else this host's processes)",

@@ -1,4 +1,4 @@
-"""``maskwatch run``: ingest, worker and publisher together in one process, for one machine."""
+"""``maskwatch run``: ingest, worker, publisher and the HTTP API together in one process, for one machine."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from maskwatch.runtime.private_redis import RedisServer
 
 log = logging.getLogger("maskwatch")
 _SUPERVISE_EVERY_S = 0.2  # how often the runner looks at its stages (not a stage loop: no config key)
+_STOP_ORDER = ("ingest", "worker", "publisher", "api", "mqtt", "webhooks")
 
 
 class _JsonLines:
@@ -40,7 +41,9 @@ def run_all(
     results_json: str | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run all three stages; with only file sources, return once every frame's event is published."""
+    """Run the three pipeline stages and the API (unless ``api.port`` is 0); with only file sources,
+    return once every frame's event is published (``exit_when_done``). An API that cannot listen (port in
+    use) is logged and left out: the analytics run without it."""
     if not settings.cameras:
         print(
             "maskwatch run: no camera configured: pass --source URL or --config FILE with `cameras:`",
@@ -70,9 +73,26 @@ def run_all(
                 "worker": build_stage("worker", settings),
                 "publisher": build_stage("publisher", settings, on_event=sink),
             }
+            if settings.mqtt.url is not None:  # the MQTT sink only where a broker is configured
+                services["mqtt"] = build_stage("mqtt", settings)
+            if settings.webhooks:  # the webhook sink only where endpoints are configured
+                services["webhooks"] = build_stage("webhooks", settings)
         except (MaskwatchError, ValueError, OSError) as e:
             print(f"maskwatch run: {e}", file=sys.stderr)
             return 2
+        if settings.api.port:
+            try:
+                services["api"] = build_stage("api", settings)
+            except OSError as e:
+                log.warning("run: the API and review page are off: %s (set api.port, 0 disables it)", e)
+            else:
+                files_only = not any(c.is_live or c.loop for c in settings.cameras)
+                hint = (
+                    " (until the files end; --keep-running keeps it up)"
+                    if exit_when_done and files_only
+                    else ""
+                )
+                print(f"maskwatch run: review page and API at {services['api'].url}{hint}", flush=True)
         if own_signals:
             install_signal_handlers(stop, settings.shutdown_grace_s)
         return _supervise(services, settings, stop, exit_when_done)
@@ -114,12 +134,13 @@ def _supervise(
             log.error("run: a stage stopped unexpectedly")
             break
         stop.wait(_SUPERVISE_EVERY_S)
-    for name in ("ingest", "worker", "publisher"):  # upstream first, so downstream drains what is in flight
-        stops[name].set()
-        threads[name].join(timeout=settings.shutdown_grace_s)
+    for name in _STOP_ORDER:  # upstream first, so downstream drains what is in flight
+        if name in services:
+            stops[name].set()
+            threads[name].join(timeout=settings.shutdown_grace_s)
     failed = [r.camera.id for r in ingest.readers if r.state.value == "failed"]
     log.info(
-        "run: %s | %s | %s",
-        *(summaries.get(n, f"{n}: did not stop") for n in ("ingest", "worker", "publisher")),
+        "run: %s",
+        " | ".join(summaries.get(n, f"{n}: did not stop") for n in _STOP_ORDER if n in services),
     )
     return 1 if failed or crashed else 0

@@ -57,6 +57,18 @@ def build_stage(
         from maskwatch.publisher.service import PublisherService
 
         return PublisherService.from_settings(settings, on_event=on_event)
+    if name == "mqtt":
+        from maskwatch.delivery.mqtt import MqttStage
+
+        return MqttStage.from_settings(settings)
+    if name == "api":
+        from maskwatch.api.service import ApiService
+
+        return ApiService.from_settings(settings)
+    if name == "webhooks":
+        from maskwatch.delivery.webhooks import WebhooksService
+
+        return WebhooksService.from_settings(settings)
     raise ValueError(f"unknown stage {name!r}")
 
 

@@ -22,17 +22,21 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from maskwatch.config.api import ApiSettings
 from maskwatch.config.cameras import HTTP_SCHEMES, LIVE_SCHEMES, CameraConfig
 from maskwatch.config.models import ClassifierSettings, DetectorSettings
+from maskwatch.config.mqtt import MqttSettings
 from maskwatch.config.paths import default_data_dir, resolve_path
 from maskwatch.config.stages import IngestSettings, PublisherSettings, WorkerSettings
 from maskwatch.config.violations import ClipSettings, ViolationSettings
+from maskwatch.config.webhooks import WebhookConfig
 from maskwatch.core.errors import ConfigError
-from maskwatch.core.redaction import redact_url, register_url_secrets
+from maskwatch.core.redaction import redact_url, register_secret, register_url_secrets
 
 __all__ = [
     "HTTP_SCHEMES",
     "LIVE_SCHEMES",
+    "ApiSettings",
     "CameraConfig",
     "ClassifierSettings",
     "ClipSettings",
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     violations: ViolationSettings = Field(default_factory=ViolationSettings)
     clips: ClipSettings = Field(default_factory=ClipSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list, description="HTTP endpoints every violation document is POSTed to, signed"
+    )
 
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> Settings:
@@ -113,6 +122,14 @@ class Settings(BaseSettings):
             register_url_secrets(self.redis_url.get_secret_value())
         for camera in self.cameras:
             register_url_secrets(camera.url.get_secret_value())
+        if self.mqtt.url is not None:
+            register_url_secrets(self.mqtt.url.get_secret_value())
+        if self.api.token is not None:
+            register_secret(self.api.token.get_secret_value())
+        for hook in self.webhooks:  # the whole URL too: a path or query may be a token
+            register_secret(hook.secret.get_secret_value())
+            register_secret(hook.url.get_secret_value())
+            register_url_secrets(hook.url.get_secret_value())
         return self
 
     @model_validator(mode="after")

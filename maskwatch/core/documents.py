@@ -84,6 +84,8 @@ ViolationDoc = TypedDict(
         "snapshot": str | None,
         "clip": str | None,
         "clip_id": str | None,
+        "snapshot_url": str | None,
+        "clip_url": str | None,
         "media_error": NotRequired[str],
     },
 )
@@ -102,6 +104,8 @@ class ClipDoc(TypedDict):
     track_id: str
     clip_id: str
     snapshot: str | None
+    snapshot_url: str | None
+    clip_url: NotRequired[str]
     path: NotRequired[str]
     duration_s: NotRequired[float]
     frames: NotRequired[int]
@@ -171,6 +175,16 @@ def violation_id(camera: str, seq: int, track_id: str) -> str:
     return event_id(camera, seq, kind=f"violation-{track_id}")
 
 
+def snapshot_url(violation: str) -> str:
+    """Where the HTTP API (``maskwatch api``) serves the snapshot of a violation, relative to its root."""
+    return f"/api/violations/{violation}/snapshot.jpg"
+
+
+def clip_url(violation: str) -> str:
+    """Where the HTTP API serves the clip of a violation (HTTP Range supported), relative to its root."""
+    return f"/api/violations/{violation}/clip.mp4"
+
+
 def violation_document(
     *,
     camera: str,
@@ -210,7 +224,11 @@ def violation_document(
         "snapshot": snapshot,
         "clip": clip,
         "clip_id": clip_id,
+        "snapshot_url": None,
+        "clip_url": None,
     }
+    doc["snapshot_url"] = snapshot_url(doc["id"]) if snapshot else None
+    doc["clip_url"] = clip_url(doc["id"]) if clip else None
     if media_error:
         doc["media_error"] = media_error
     return doc
@@ -239,13 +257,20 @@ class ClipOf:
             "track_id": self.track_id,
             "clip_id": self.clip_id,
             "snapshot": self.snapshot,
+            "snapshot_url": snapshot_url(self.violation_id) if self.snapshot else None,
         }
 
 
 def clip_ready_document(of: ClipOf, *, path: str, duration_s: float, frames: int, size_bytes: int) -> ClipDoc:
     """The ``clip_ready`` document of a violation's clip."""
     doc = of._base("clip_ready")
-    doc |= {"path": path, "duration_s": round(duration_s, 3), "frames": frames, "size_bytes": size_bytes}
+    doc |= {
+        "clip_url": clip_url(of.violation_id),
+        "path": path,
+        "duration_s": round(duration_s, 3),
+        "frames": frames,
+        "size_bytes": size_bytes,
+    }
     return doc
 
 
@@ -268,8 +293,10 @@ __all__ = [
     "ViolationDoc",
     "clip_failed_document",
     "clip_ready_document",
+    "clip_url",
     "frame_event",
     "iso_utc",
+    "snapshot_url",
     "violation_document",
     "violation_id",
 ]

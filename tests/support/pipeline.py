@@ -27,6 +27,7 @@ def make_settings(
         "ingest": {"metrics_port": 0, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
         "worker": {"metrics_port": 0, "discovery_interval_s": 0.2, "max_wait_ms": 20},
         "publisher": {"metrics_port": 0},
+        "api": {"port": 0},
         "shutdown_grace_s": 5,
         "clips": {"dir": tempfile.mkdtemp(prefix="maskwatch-clips-")},
     }
