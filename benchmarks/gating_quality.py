@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from maskwatch.cli.run_all import run_all  # noqa: E402
 from maskwatch.config.settings import load_settings  # noqa: E402
+from maskwatch.core.faces import iou_matrix  # noqa: E402
 from maskwatch.core.keys import Keys  # noqa: E402
 from maskwatch.runtime.private_redis import RedisServer  # noqa: E402
 
@@ -65,16 +66,6 @@ def run(video: Path, fps: float, gated: bool, workdir: Path) -> dict:
     return {"rc": rc, "seconds": seconds, "frames": frames, "violations": violations}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def compare(full: dict, gated: dict) -> dict:
     by_seq = {e["seq"]: e for e in gated["frames"] if e.get("type") == "frame"}
     total = matched = 0
@@ -87,7 +78,7 @@ def compare(full: dict, gated: dict) -> dict:
         if other is None or not other["faces"]:
             continue
         got = np.array([f["box"] for f in other["faces"]], float).reshape(-1, 4)
-        matched += int((_iou(ref, got).max(axis=1) >= 0.5).sum())
+        matched += int((iou_matrix(ref, got).max(axis=1) >= 0.5).sum())
 
     def people(run: dict) -> list[str]:
         return sorted(v.get("class", "?") for v in run["violations"] if v.get("type") == "violation")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskwatch.config.violations import ViolationSettings
-from maskwatch.core.faces import Faces
+from maskwatch.core.faces import Faces, iou_matrix
 from maskwatch.core.labels import CLASSES
 from maskwatch.publisher.decide import AgreementRule, Decision
 
@@ -33,22 +33,6 @@ def track_name(key: int) -> str:
     if key < 0:
         return ""
     return f"{key >> TRACK_INDEX_BITS}-{key & ((1 << TRACK_INDEX_BITS) - 1)}"
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (M, 4) with every box of ``b`` (N, 4), as (M, N)."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import numpy as np
 import redis
 
 from maskwatch.core.faces import Faces
+from maskwatch.core.faces import iou_matrix as iou
 from maskwatch.core.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -227,17 +228,3 @@ class CameraStateStore:
             pipe.eval(
                 _WRITE_IF_NEWER, 1, self.keys.worker_state(cam), state.seq, state.to_json(), self.ttl_ms
             )
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (M, 4) with every box of ``b`` (N, 4), as (M, N)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)

@@ -16,6 +16,21 @@ UNCLASSIFIED = "unclassified"
 NO_TRACK = -1
 
 
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, N) IoU of every ``x1, y1, x2, y2`` box of ``a`` (M, 4) with every box of ``b`` (N, 4)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def _rows(name: str, value: Any, shape: tuple[int, ...], dtype: type, n: int | None) -> np.ndarray:
     """``value`` as an array of ``(N, *shape)``; the error names the expected shape."""
     arr: np.ndarray = np.asarray(value, dtype=dtype)
