@@ -45,7 +45,7 @@ SPECS: dict[str, dict] = {
         "downscale_to": 400,
         "calibrate": True,
     },
-    # native size: the settings' default upscales small frames since session 3, so say None here
+    # native size: the settings' default upscales small frames, so say None here
     "retinaface": {"type": "retinaface", "retinaface_upscale_to": None},
     "retinaface+boxcal": {"type": "retinaface", "retinaface_upscale_to": None, "calibrate": True},
     "retinaface+up1024+boxcal": {"type": "retinaface", "retinaface_upscale_to": 1024, "calibrate": True},
