@@ -183,3 +183,40 @@ def test_events_say_how_frames_were_searched_and_carried_faces_cast_no_vote():
         update = tracker.update(carried, seq, seq / 10)
         assert update.tracks == [held] and not update.new.any() and not update.ended
     assert len(held.history) == 1 and held.last_seq == 4 and held.decision is None
+
+
+def test_a_frame_declaring_a_huge_image_is_dead_lettered_before_decoding_and_spares_its_batch(
+    redis_url, weights_dir
+):
+    """A 1 kB JPEG whose header claims 65000x65000 (or 20000x20000) pixels is refused from its header,
+    never decoded, and the genuine frames of the same batch still get their results."""
+    from maskwatch.worker.inference import declared_size
+
+    ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
+    genuine = buf.tobytes()
+    assert declared_size(genuine, "jpeg") == (160, 120)
+    sof = genuine.index(b"\xff\xc0")
+    forged = {}
+    for side in (65000, 20000):
+        image = bytearray(genuine)
+        image[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
+        forged[side] = bytes(image)
+        assert declared_size(forged[side], "jpeg") == (side, side)
+
+    s = make_settings(redis_url, weights_dir, worker={"max_batch": 8, "max_wait_ms": 200})
+    client = redis.Redis.from_url(redis_url)
+    client.sadd(KEYS.cameras, "cam")
+    stream = KEYS.frames("cam")
+    seqs = iter(range(100))
+    for _ in range(3):
+        client.xadd(stream, FrameMessage("cam", next(seqs), 1.0, 160, 120, genuine).to_fields())
+    client.xadd(stream, FrameMessage("cam", next(seqs), 1.0, 65000, 65000, forged[65000]).to_fields())
+    client.xadd(stream, FrameMessage("cam", next(seqs), 1.0, 160, 120, forged[20000]).to_fields())
+    worker = WorkerService.from_settings(s)
+    worker.consumer.discover(force=True)
+    while worker.step(block_ms=200):
+        pass
+    reasons = [f[b"reason"].decode() for _, f in client.xrange(KEYS.deadletter)]
+    assert len(reasons) == 2 and all("over worker.max_frame_pixels" in r for r in reasons), reasons
+    assert "65000x65000" in reasons[0] and "20000x20000" in reasons[1]
+    assert client.xlen(KEYS.results("cam")) == 3, "the genuine frames of the batch still get results"

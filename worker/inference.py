@@ -70,7 +70,7 @@ class BatchInference:
         images, good, bad = [], [], []
         for f in frames:
             try:
-                image = _decode(f)
+                image = _decode(f, self.config.max_frame_pixels)
             except FrameError as e:
                 bad.append(Rejected(f, e.kind, str(e)))
                 continue
@@ -146,11 +146,56 @@ def clock(frame: FrameMessage) -> float:
     return frame.pts if not frame.live and frame.pts is not None else frame.capture_ts
 
 
-def _decode(frame: FrameMessage) -> np.ndarray:
-    """The frame's pixels (BGR), or :class:`FrameError` saying why its image cannot be used."""
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def declared_size(data: bytes, encoding: str) -> tuple[int, int] | None:
+    """(width, height) an encoded image declares in its header (JPEG SOF, PNG IHDR), read without
+    decoding it; None when the header cannot be found."""
+    if encoding == "png":
+        if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return None
+    i = 2 if data[:2] == b"\xff\xd8" else len(data)
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF_MARKERS and i + 9 <= len(data):
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        if marker == 0xDA or length < 2:  # start of scan: no frame header before the pixels
+            return None
+        i += 2 + length
+    return None
+
+
+def _decode(frame: FrameMessage, max_pixels: int) -> np.ndarray:
+    """The frame's pixels (BGR), or :class:`FrameError` saying why its image cannot be used. The size
+    the header declares is checked before decoding, so a tiny file cannot claim gigabytes of pixels."""
     if frame.encoding not in ("jpeg", "png"):
         raise FrameError(f"unsupported image encoding {frame.encoding!r}")
-    image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
+    size = declared_size(frame.image, frame.encoding)
+    if size is None:
+        raise FrameError(
+            f"image bytes do not decode as {frame.encoding}: no header found ({len(frame.image)} bytes)"
+        )
+    if size[0] * size[1] > max_pixels:
+        raise FrameError(
+            f"image declares {size[0]}x{size[1]} pixels, over worker.max_frame_pixels ({max_pixels})"
+        )
+    if size != (frame.width, frame.height):
+        raise FrameError(f"image declares {size[0]}x{size[1]}, the message {frame.width}x{frame.height}")
+    try:
+        image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # one bad image must never cost the rest of its batch
+        raise FrameError(f"image bytes do not decode as {frame.encoding}: {str(e).strip()[-120:]}") from None
     if image is None:
         raise FrameError(f"image bytes do not decode as {frame.encoding} ({len(frame.image)} bytes)")
     if image.shape[:2] != (frame.height, frame.width):

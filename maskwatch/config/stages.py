@@ -58,6 +58,13 @@ class WorkerSettings(ConsumerGroupSettings):
     results_max_len: int = Field(
         2_000, ge=10, le=10_000_000, description="Bound of each results stream (entries carry JPEGs)"
     )
+    max_frame_pixels: int = Field(
+        7680 * 4320,
+        ge=64 * 64,
+        le=1 << 30,
+        description="Largest image (width x height) a frame may declare; larger ones are dead-lettered "
+        "before decoding",
+    )
     include_image: bool = Field(
         True, description="Carry the JPEG in results (the publisher draws clips from it)"
     )
