@@ -183,3 +183,13 @@ def test_heartbeat_interval_must_be_under_its_ttl():
     assert load_settings(heartbeat_ttl_s=3).heartbeat_every_s == 1.0
     with pytest.raises(ConfigError, match="heartbeat_interval_s"):
         load_settings(heartbeat_ttl_s=10, heartbeat_interval_s=10)
+
+
+@pytest.mark.parametrize("camera_id", [".", "..", "a/b", "", "x" * 65])
+def test_camera_ids_that_would_name_other_files_are_refused(camera_id: str) -> None:
+    from maskwatch.config.cameras import CameraConfig
+    from maskwatch.core.keys import is_camera_id
+
+    assert not is_camera_id(camera_id)
+    with pytest.raises(ValueError, match="id"):
+        CameraConfig(id=camera_id, url="video.mp4")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from maskwatch.config.base import StrictModel
+from maskwatch.core.keys import CAMERA_ID_PATTERN, is_camera_id
 from maskwatch.core.redaction import redact_url
 from maskwatch.core.zones import ZoneError, validate_polygon
 
@@ -80,9 +81,7 @@ class MotionConfig(StrictModel):
 class CameraConfig(StrictModel):
     """One video source: an RTSP/HTTP(S)/HLS URL or a local file."""
 
-    id: str = Field(
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Camera id: used in Redis keys and metric labels"
-    )
+    id: str = Field(pattern=CAMERA_ID_PATTERN, description="Camera id: used in Redis keys and metric labels")
     url: SecretStr = Field(
         description="rtsp://, http(s):// (HLS too) URL or a local file path; may hold credentials"
     )
@@ -122,6 +121,13 @@ class CameraConfig(StrictModel):
         "time for live sources), besides the first frame after each (re)open and while motion recalibrates; "
         "0: every frame is a full pass",
     )
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, camera_id: str) -> str:
+        if not is_camera_id(camera_id):
+            raise ValueError(f"camera id {camera_id!r} is not allowed: it names files and Redis keys")
+        return camera_id
 
     @field_validator("zones")
     @classmethod

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+"""A camera id: 1-64 letters, digits, ``_``, ``.`` or ``-``; never ``.`` or ``..`` (ids name files)."""
+_CAMERA_ID = re.compile(CAMERA_ID_PATTERN)
+
+
+def is_camera_id(text: str) -> bool:
+    """True when ``text`` is a valid camera id (:data:`CAMERA_ID_PATTERN`)."""
+    return _CAMERA_ID.fullmatch(text) is not None and text not in (".", "..")
 
 
 @dataclass(frozen=True)
