@@ -69,6 +69,9 @@ class TrackUpdated:
     ts: float
     track: Track
     best: bool
+    best_of: str | None = None
+    """The class this frame is the track's best frame of (largest face x score among the frames that
+    showed that class), or None: snapshots show the violating class, never a better frame of another."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,8 @@ class TrackDecider:
             labels.append(track.label or frame_label)
             if update.new[i]:
                 events.append(TrackStarted(camera, seq, ts, track))
-            events.append(TrackUpdated(camera, seq, ts, track, best=track.best_seq == seq))
+            best_of = next((c for c, (_q, s) in track.best_by_label.items() if s == seq), None)
+            events.append(TrackUpdated(camera, seq, ts, track, best=track.best_seq == seq, best_of=best_of))
             if update.changed[i]:
                 decision = track.decision
                 assert decision is not None

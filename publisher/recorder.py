@@ -117,7 +117,7 @@ class MediaRecorder:
         self.retention_interval_s = retention_interval_s
         self.root = clips.root
         self.current: dict[str, BufferedFrame] = {}
-        self.best_frames: dict[tuple[str, str], BufferedFrame] = {}
+        self.best_frames: dict[tuple[str, str, str], BufferedFrame] = {}  # (camera, track, class)
         self.records: dict[str, ViolationRecord] = {}
         self.by_track: dict[tuple[str, str], ViolationRecord] = {}
         self._next_retention = 0.0
@@ -160,12 +160,13 @@ class MediaRecorder:
             self.clips.add_frame(frame)
             metrics.RING_BUFFER_FRAMES.labels(frame.camera).set(self.clips.buffered_frames(frame.camera))
         elif isinstance(event, TrackUpdated):
-            if event.best:
+            if event.best_of is not None:
                 best = self.current[event.camera]
-                self.best_frames[(event.camera, event.track.id)] = best
-                self._refresh_snapshot(event.camera, event.track.id, best)
+                self.best_frames[(event.camera, event.track.id, event.best_of)] = best
+                self._refresh_snapshot(event.camera, event.track.id, event.best_of, best)
         elif isinstance(event, TrackEnded):
-            self.best_frames.pop((event.camera, event.track.id), None)
+            for label in event.track.best_by_label:
+                self.best_frames.pop((event.camera, event.track.id, label), None)
         elif isinstance(event, StreamEnded):
             self.clips.finish(event.camera)
 
@@ -174,13 +175,14 @@ class MediaRecorder:
         :class:`FrameTracked` of the deciding frame."""
         if self.media_error:
             return Media(error=self.media_error)
-        camera, track_id = event.camera, event.track.id
+        camera, track_id, label = event.camera, event.track.id, event.decision.label
         snapshot = None
-        best = self.best_frames.get((camera, track_id))
+        best = self.best_frames.get((camera, track_id, label), self.current.get(camera))
         if self.clips.snapshot_writer is not None and best is not None:
             stamp = datetime.fromtimestamp(event.ts, UTC).strftime("%Y%m%dT%H%M%SZ")
             snapshot = self.root / camera / f"{camera}_{stamp}_{event.seq}_{track_id}.jpg"
-            self.clips.submit_snapshot(SnapshotJob(snapshot, best, track_id, camera, self.zones_of(camera)))
+            job = SnapshotJob(snapshot, best, track_id, camera, self.zones_of(camera), label)
+            self.clips.submit_snapshot(job)
         clip = self.clips.start(camera, violation_id, event.seq, event.ts, track_id)
         record = ViolationRecord(
             violation_id, camera, event.seq, track_id, event.decision.label, clip.clip_id, snapshot
@@ -188,13 +190,17 @@ class MediaRecorder:
         self.records[violation_id] = self.by_track[(camera, track_id)] = record
         return Media(snapshot, clip.path, clip.clip_id)
 
-    def _refresh_snapshot(self, camera: str, track_id: str, best: BufferedFrame) -> None:
-        """A better frame of a violator while its clip is open: rewrite the snapshot with the clip."""
+    def _refresh_snapshot(self, camera: str, track_id: str, label: str, best: BufferedFrame) -> None:
+        """A better frame of a violator showing its violating class while its clip is open: rewrite
+        the snapshot with the clip."""
         record = self.by_track.get((camera, track_id))
         clip = self.clips.open.get(camera)
         if record is None or record.snapshot is None or clip is None or clip.clip_id != record.clip_id:
             return
-        clip.snapshots[track_id] = SnapshotJob(record.snapshot, best, track_id, camera, self.zones_of(camera))
+        if label != record.label:
+            return
+        zones = self.zones_of(camera)
+        clip.snapshots[track_id] = SnapshotJob(record.snapshot, best, track_id, camera, zones, label)
 
     # --- finished work ---
 

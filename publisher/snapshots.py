@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -28,6 +28,8 @@ class SnapshotJob:
     violator: str
     camera: str
     zones: Sequence[Sequence[tuple[float, float]]] = ()
+    label: str | None = None
+    """The violator's class, drawn on its face (the frame may predate the decision)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,11 @@ class SnapshotWriter:
 
     def write(self, job: SnapshotJob) -> str | None:
         """Write the snapshot; return None, or the error text (the caller logs and counts it)."""
-        img = render_frame(job.frame, self.blur, {job.violator}, self.max_width, job.zones)
+        frame = job.frame
+        if job.label is not None:
+            pairs = zip(frame.track_names, frame.labels, strict=True)
+            frame = replace(frame, labels=tuple(job.label if t == job.violator else lb for t, lb in pairs))
+        img = render_frame(frame, self.blur, {job.violator}, self.max_width, job.zones)
         if img is None:
             return f"snapshot {job.path.name}: the frame carried no image"
         ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])

@@ -58,6 +58,8 @@ class Track:
     violation_raised: bool = False
     best_quality: float = -1.0
     best_seq: int = -1
+    best_by_label: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """Per class the face showed (its highest probability): the best (quality, seq) of that class."""
 
     @property
     def id(self) -> str:
@@ -209,6 +211,9 @@ class FaceTracker:
             quality = float((box[2] - box[0]) * (box[3] - box[1]) * scores[d])
             if quality > track.best_quality:
                 track.best_quality, track.best_seq = quality, seq
+            shown = self.classes[int(np.argmax(probs[d]))]
+            if quality > track.best_by_label.get(shown, (-1.0, -1))[0]:
+                track.best_by_label[shown] = (quality, seq)
             decision = self.rule.decide(track.history, self.classes)
             changed[d] = decision is not None and (
                 track.decision is None or decision.label != track.decision.label

@@ -341,6 +341,31 @@ def test_snapshot_is_refreshed_when_a_better_frame_follows_and_retention_reports
     wait_for(swept, 30, what="a retention sweep reporting the bytes on disk")
 
 
+def test_snapshot_shows_the_violating_class_not_the_best_frame_of_another(videos, tmp_path):
+    """A person first seen large and masked, then smaller and bare: the without_mask snapshot shows a
+    bare frame labelled without_mask, never the (larger, better scored) masked one."""
+    camera = "unmasking"
+    big, small = [440.0, 140.0, 840.0, 540.0], [490.0, 190.0, 790.0, 490.0]  # one centre: one track
+
+    def script(seq: int):
+        return ([big], [MASK]) if seq < 4 else ([small], [BARE])
+
+    s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path, blur="none"))
+    monitor = ViolationMonitor.from_settings(s)
+    docs = []
+    for r in make_results(camera, videos / BARE_VIDEO, script)[:12]:
+        docs += monitor.observe(r, None)
+    violation = next(d for d in docs if d["type"] == "violation")
+    assert violation["class"] == "without_mask" and violation["seq"] >= 4
+    snapshot = Path(violation["snapshot"])
+    wait_for(snapshot.is_file, 30, what="the snapshot (written on the clip writer thread)")
+    img = cv2.imread(str(snapshot))
+    assert red_pixels(img, small) > 200, "the violator is drawn with the without_mask colour"
+    green = img[int(big[1]) - 30 : int(big[1]) + 4, int(big[0]) : int(big[2])].astype(int)
+    assert int(((green[..., 1] > 150) & (green[..., 2] < 90)).sum()) < 50, "not the masked frame's box"
+    monitor.close(time.time() + 30)
+
+
 def test_faces_outside_zones_are_kept_for_drawing_and_blurring(videos, tmp_path):
     camera = "zoned-blur"
     left_half = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
