@@ -28,6 +28,7 @@ from maskwatch.config.violations import ClipSettings
 from maskwatch.core.contracts import event_id
 from maskwatch.core.errors import ErrorKind
 from maskwatch.publisher.frames import BufferedFrame, FrameRing
+from maskwatch.publisher.media_paths import media_path
 from maskwatch.publisher.render import render_frame
 from maskwatch.publisher.retention import Retention, RetentionReport
 from maskwatch.publisher.snapshots import SnapshotJob, SnapshotResult, SnapshotWriter
@@ -255,7 +256,7 @@ class ClipRecorder:
 
     def clip_path(self, camera: str, ts: float, seq: int) -> Path:
         stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
-        return self.root / camera / f"{camera}_{stamp}_{seq}.mp4"
+        return media_path(self.root, camera, f"{camera}_{stamp}_{seq}.mp4")
 
     def start(self, camera: str, violation_id: str, seq: int, ts: float, track_id: str) -> OpenClip:
         """The clip a violation at capture time ``ts`` belongs to: the camera's open clip, extended, or a new one.

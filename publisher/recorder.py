@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from maskwatch.config.settings import Settings
-from maskwatch.core.errors import ErrorKind
+from maskwatch.core.errors import ContractError, ErrorKind
 from maskwatch.publisher import metrics
 from maskwatch.publisher.clips import ClipRecorder, ClipResult, max_total_bytes
 from maskwatch.publisher.decider import (
@@ -31,6 +31,7 @@ from maskwatch.publisher.decider import (
     ViolationDecided,
 )
 from maskwatch.publisher.frames import BufferedFrame
+from maskwatch.publisher.media_paths import media_path
 from maskwatch.publisher.retention import Retention, RetentionReport
 from maskwatch.publisher.snapshots import SnapshotJob, SnapshotResult, SnapshotWriter
 
@@ -175,12 +176,20 @@ class MediaRecorder:
         :class:`FrameTracked` of the deciding frame."""
         if self.media_error:
             return Media(error=self.media_error)
+        try:
+            return self._record(event, violation_id)
+        except ContractError as e:  # a camera id that would write outside the clips folder
+            log.error("violations: %s", e)
+            metrics.CLIP_ERRORS.labels(event.camera[:64], e.kind).inc()
+            return Media(error=str(e))
+
+    def _record(self, event: ViolationDecided, violation_id: str) -> Media:
         camera, track_id, label = event.camera, event.track.id, event.decision.label
         snapshot = None
         best = self.best_frames.get((camera, track_id, label), self.current.get(camera))
         if self.clips.snapshot_writer is not None and best is not None:
             stamp = datetime.fromtimestamp(event.ts, UTC).strftime("%Y%m%dT%H%M%SZ")
-            snapshot = self.root / camera / f"{camera}_{stamp}_{event.seq}_{track_id}.jpg"
+            snapshot = media_path(self.root, camera, f"{camera}_{stamp}_{event.seq}_{track_id}.jpg")
             job = SnapshotJob(snapshot, best, track_id, camera, self.zones_of(camera), label)
             self.clips.submit_snapshot(job)
         clip = self.clips.start(camera, violation_id, event.seq, event.ts, track_id)

@@ -453,3 +453,18 @@ def test_frame_event_violations_follow_the_configured_violation_classes(redis_ur
     events = [json.loads(f[b"event"]) for _, f in client.xrange(KEYS.events)]
     assert len(events) == len(results)
     assert all(e["counts"]["incorrect_mask"] == 1 and e["violations"] == 1 for e in events)
+
+
+@pytest.mark.parametrize("camera", ["../../../../tmp/escape", "..", "a/../../b"])
+def test_a_camera_id_that_leaves_the_clips_folder_writes_nothing_outside_it(videos, tmp_path, camera):
+    s = make_settings("redis://127.0.0.1:1/0", clips=clip_settings(tmp_path / "root"))
+    monitor = ViolationMonitor.from_settings(s)
+    docs = []
+    for r in make_results("placeholder", videos / BARE_VIDEO, bare_then_masked_script)[:12]:
+        docs += monitor.observe(ResultMessage(**{**r.__dict__, "camera": camera}), None)
+    docs += monitor.close(time.time() + 30)
+    violation = next(d for d in docs if d["type"] == "violation")
+    assert violation["clip"] is None and violation["snapshot"] is None
+    assert "not a valid camera id" in violation["media_error"]
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and "root" not in p.relative_to(tmp_path).parts]
+    assert outside == [] and not Path("/tmp/escape").exists()
