@@ -122,6 +122,26 @@ def test_one_ingest_service_per_configured_camera_and_scrape_targets_match() -> 
     assert str(settings.clips.dir) in [v.split(":")[1] for v in services["publisher"]["volumes"]]
 
 
+def test_the_api_shares_the_publishers_clips_and_the_mqtt_bridge_reaches_its_broker(monkeypatch) -> None:
+    services = compose(COMPOSE_FILES[0])["services"]
+    settings = load_settings(DEPLOY / "maskwatch.yml")
+    clips = str(settings.clips.dir)
+    publisher_volume = next(v.split(":")[0] for v in services["publisher"]["volumes"] if f":{clips}" in v)
+    api = services["api"]
+    assert f"{publisher_volume}:{clips}:ro" in api["volumes"], "the API serves the clips the publisher writes"
+    assert api["command"][0] == "api" and any(p.endswith(f":{settings.api.port}") for p in api["ports"])
+    for service in (api, services["mqtt"]):  # their environment is valid configuration
+        for key, value in service["environment"].items():
+            monkeypatch.setenv(key, str(value))
+    loaded = load_settings(DEPLOY / "maskwatch.yml")
+    assert loaded.api.host == "0.0.0.0"
+    broker = urllib.parse.urlsplit(loaded.mqtt.url.get_secret_value())
+    assert broker.hostname in services and services[broker.hostname]["profiles"] == ["mqtt"]
+    assert services["mqtt"]["profiles"] == ["mqtt"] and services["webhooks"]["profiles"] == ["webhooks"]
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    assert f"listener {broker.port}" in conf
+
+
 def test_dockerfiles_copy_paths_that_exist() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for dockerfile in sorted(DEPLOY.glob("Dockerfile*")):
