@@ -228,7 +228,7 @@ def test_scaledobject_targets_the_worker_deployment_on_the_frames_streams():
 
 def test_probes_check_their_own_stage():
     deployments = [d for _, d in _all_docs() if d["kind"] == "Deployment"]
-    assert {_stage_of(c) for d in deployments for c in _containers(d)} == set(STAGES)
+    assert {_stage_of(c) for d in deployments for c in _containers(d)} == {*STAGES, "api"}
     for doc in deployments:
         for c in _containers(doc):
             stage = _stage_of(c)
@@ -242,7 +242,8 @@ def test_probes_check_their_own_stage():
                     # the instance checked is the consumer name the stage was given
                     assert '--instance "$POD_NAME"' in command
                     env = {e["name"]: e for e in c["env"]}
-                    assert env[f"MASKWATCH_{stage.upper()}__CONSUMER"]["value"] == "$(POD_NAME)"
+                    named = env.get(f"MASKWATCH_{stage.upper()}__CONSUMER") or env["MASKWATCH_INSTANCE"]
+                    assert named["value"] == "$(POD_NAME)"
                     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
@@ -324,6 +325,11 @@ def test_publisher_is_single_with_a_rwo_claim():
     config = yaml.safe_load(_config_text())
     mounts = {m["mountPath"] for m in _containers(pub)[0]["volumeMounts"]}
     assert config["clips"]["dir"] in mounts
+    (api,) = [c for c in _containers(pub) if _stage_of(c) == "api"]  # beside the publisher, same claim
+    (clips,) = [m for m in api["volumeMounts"] if m["mountPath"] == config["clips"]["dir"]]
+    assert clips["readOnly"] is True
+    (svc,) = _find(docs, "Service", "api")
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
 
 
 def test_metrics_services_match_the_configured_ports():
@@ -331,7 +337,9 @@ def test_metrics_services_match_the_configured_ports():
     config = yaml.safe_load(_config_text())
     for stage in STAGES:
         (svc,) = [
-            d for d in _find(docs, "Service") if d["spec"]["selector"]["app.kubernetes.io/name"] == stage
+            d
+            for d in _find(docs, "Service")
+            if d["spec"]["selector"]["app.kubernetes.io/name"] == stage and d["metadata"]["name"] != "api"
         ]
         assert [p["port"] for p in svc["spec"]["ports"]] == [config[stage]["metrics_port"]]
     (worker_svc,) = _find(docs, "Service", "worker-metrics")
