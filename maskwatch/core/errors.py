@@ -53,6 +53,7 @@ class ErrorKind(StrEnum):
     BACKLOG = "backlog"
     SNAPSHOT = "snapshot"
     INTERNAL = "internal"
+    PUBLISHER_STOPPED = "publisher_stopped"
 
 
 class MaskwatchError(Exception):

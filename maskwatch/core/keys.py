@@ -64,6 +64,12 @@ class Keys:
         faces and their class cache), written only by a newer frame, with a TTL (``worker/camera_state.py``)."""
         return f"{self.prefix}camstate:{camera}"
 
+    @property
+    def announced_clips(self) -> str:
+        """Hash of clips a violation announced and no ``clip_ready``/``clip_failed`` settled yet: violation
+        id -> JSON (camera, clip, owner's heartbeat key); read when a publisher starts or one dies."""
+        return f"{self.prefix}clips:announced"
+
     def heartbeat(self, stage: str, instance: str) -> str:
         """Key with a TTL refreshed by a live process."""
         return f"{self.prefix}heartbeat:{stage}:{instance}"
