@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,96 @@ def test_carried_faces_and_the_detection_mode_round_trip():
     assert back.faces[np.array([False, True])].carried.tolist() == [True]
     with pytest.raises(ContractError, match="detection must be one of"):
         ResultMessage("cam", 5, 1.0, 10, 10, 2.0, faces, detection="partial")
+
+
+def _frame_fields(**changes: str) -> dict:
+    return _b(FrameMessage("cam", 1, 1.0e9, 640, 480, b"jpg", pts=0.5).to_fields() | changes)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"w": "0"}, "'w' = 0 is outside"),
+        ({"h": "70000"}, "'h' = 70000 is outside"),
+        ({"ts": "nan"}, "'ts' is not a finite number"),
+        ({"ts": "1e20"}, "'ts' = 1e.20 is outside"),
+        ({"ts": "-1"}, "'ts' = -1.0 is outside"),
+        ({"seq": "-1"}, "'seq' = -1 is outside"),
+        ({"seq": str(2**60)}, "'seq' = .* is outside"),
+        ({"pts": "inf"}, "'pts' is not a finite number"),
+        ({"camera": "a b"}, "not a valid camera id"),
+        ({"camera": ".."}, "not a valid camera id"),
+        ({"enc": "j" * 300}, "longer than 256"),
+    ],
+)
+def test_hostile_frame_fields_are_contract_errors(changes, match):
+    with pytest.raises(ContractError, match=match):
+        decode_frame_entry(_frame_fields(**changes))
+
+
+def test_a_message_must_name_its_stream_camera():
+    assert decode_frame_entry(_frame_fields(), "cam").camera == "cam"
+    with pytest.raises(ContractError, match="differs from its stream's camera 'door'"):
+        decode_frame_entry(_frame_fields(), "door")
+    with pytest.raises(ContractError, match="differs from its stream's camera 'door'"):
+        decode_result_entry(_b(EndOfStream("cam", 4, 5).to_fields()), "door")
+
+
+@pytest.mark.parametrize(
+    "seq, frames, match",
+    [("4", "6", "claims 6 frames up to seq 4"), ("4", "-1", "'frames' = -1"), ("-2", "0", "'seq' = -2")],
+)
+def test_inconsistent_ends_are_contract_errors(seq, frames, match):
+    fields = _b(EndOfStream("cam", 0, 1).to_fields() | {"seq": seq, "frames": frames})
+    with pytest.raises(ContractError, match=match):
+        decode_frame_entry(fields)
+    assert decode_frame_entry(_b(EndOfStream("cam", -1, 0).to_fields())).frames == 0  # a file with no frame
+
+
+def _result_fields(data_text: str | None = None, **data: object) -> dict:
+    faces = Faces(
+        np.array([[1, 2, 30, 40]], np.float32), np.array([0.9]), np.array([[0.1, 0.8, 0.1]]), CLASSES
+    )
+    fields = ResultMessage("cam", 3, 1.0, 64, 48, 2.0, faces, {"detector": "d"}).to_fields()
+    wire = json.loads(fields["data"]) | data
+    return _b(fields | {"data": data_text if data_text is not None else json.dumps(wire)})
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"models": "retinaface"}, "'models' must map"),
+        ({"models": [["detector", "x"]]}, "'models' must map"),
+        ({"models": {"detector": 1}}, "'models' must map"),
+        ({"classes": [], "probs": [[]]}, "'classes' is empty but there are faces"),
+        ({"classes": ["a", "a", "b"]}, "unique names"),
+        ({"boxes": [[0, 0, 65, 40]]}, "outside the 64x48 frame"),
+        ({"boxes": [[0, 0, 30]]}, "right shape"),
+        ({"boxes": [[0, 0, 30, None]]}, "right shape"),
+        ({"scores": [1.5]}, r"lie in \[0, 1\]"),
+        ({"probs": [[0.1, 0.8]]}, "right shape"),
+        ({"carried": [1]}, "booleans, one per face"),
+        ({"detection": 3}, "'detection' must be one of"),
+        ({"worker": ["w"]}, "'worker' must be text"),
+    ],
+)
+def test_hostile_result_data_are_contract_errors(data, match):
+    with pytest.raises(ContractError, match=match):
+        decode_result_entry(_result_fields(**data))
+
+
+@pytest.mark.parametrize("text", ['{"boxes": [[NaN, 0, 1, 1]]}', "[1]", "[" * 50_000 + "]" * 50_000, "{"])
+def test_result_data_that_is_not_a_json_object_of_numbers_is_a_contract_error(text):
+    with pytest.raises(ContractError):
+        decode_result_entry(_result_fields(text))
+
+
+def test_wire_boxes_within_rounding_of_the_frame_are_clipped_into_it():
+    back = decode_result_entry(_result_fields(boxes=[[-0.04, 0, 64.04, 48.0]]))
+    assert back.faces.boxes.tolist() == [[0.0, 0.0, 64.0, 48.0]]
+
+
+def test_a_result_holding_nan_cannot_be_written():
+    faces = Faces(np.array([[1, 2, 30, 40]], np.float32), np.array([np.nan]), None)
+    with pytest.raises(ValueError, match="Out of range float"):
+        ResultMessage("cam", 3, 1.0, 64, 48, 2.0, faces).to_fields()

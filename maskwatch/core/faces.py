@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from maskwatch.core.errors import ContractError
+
 UNCLASSIFIED = "unclassified"
 NO_TRACK = -1
 
@@ -199,15 +201,76 @@ class Faces:
         return wire
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Faces:
-        """Inverse of :meth:`to_wire`; raises ``ValueError``/``KeyError``/``TypeError`` on bad data."""
+    def from_wire(cls, data: Any, width: float | None = None, height: float | None = None) -> Faces:
+        """Inverse of :meth:`to_wire`, validating everything (the data comes from Redis): at most
+        :data:`MAX_WIRE_FACES` faces; finite boxes with ``x1 <= x2``, ``y1 <= y2``, inside the
+        ``width`` × ``height`` frame when given (within :data:`BOX_TOLERANCE_PX`, then clipped to it);
+        scores and probabilities in [0, 1]; ``classes`` unique non-empty names, present whenever there
+        are faces, one probability column each; ``carried`` booleans. Raises :class:`ContractError`."""
+        if not isinstance(data, dict):
+            raise ContractError(f"faces must be a JSON object, got {type(data).__name__}")
+        classes = data.get("classes")
+        if not (
+            isinstance(classes, list)
+            and len(classes) <= MAX_WIRE_CLASSES
+            and all(isinstance(c, str) and 0 < len(c) <= MAX_NAME_CHARS for c in classes)
+            and len(set(classes)) == len(classes)
+        ):
+            raise ContractError(
+                f"'classes' must be a list of at most {MAX_WIRE_CLASSES} unique names of 1-{MAX_NAME_CHARS} chars"
+            )
+        boxes = _wire_array(data, "boxes", (4,))
+        n = len(boxes)
+        scores = _wire_array(data, "scores", (), n)
+        probs = _wire_array(data, "probs", (len(classes),), n)
+        if n and not classes:
+            raise ContractError("'classes' is empty but there are faces")
+        if ((scores < 0) | (scores > 1)).any() or (
+            (probs < -PROB_TOLERANCE) | (probs > 1 + PROB_TOLERANCE)
+        ).any():
+            raise ContractError("'scores' and 'probs' must lie in [0, 1]")
+        if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
+            raise ContractError("a box has x2 < x1 or y2 < y1")
+        if width is not None and height is not None and n:
+            t = BOX_TOLERANCE_PX
+            if (
+                (boxes[:, [0, 1]] < -t).any()
+                or (boxes[:, 2] > width + t).any()
+                or (boxes[:, 3] > height + t).any()
+            ):
+                raise ContractError(f"a box lies outside the {width}x{height} frame")
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
         carried = data.get("carried")
-        if carried is not None and not all(isinstance(c, bool) for c in carried):
-            raise ValueError("'carried' must be a list of booleans")
-        return cls(
-            data["boxes"],
-            data["scores"],
-            data["probs"],
-            tuple(str(c) for c in data["classes"]),
-            carried=carried,
-        )
+        if carried is not None and not (
+            isinstance(carried, list) and len(carried) == n and all(isinstance(c, bool) for c in carried)
+        ):
+            raise ContractError("'carried' must be a list of booleans, one per face")
+        flags = None if carried is None else np.asarray(carried, bool)
+        return cls(boxes, scores, probs.clip(0, 1), tuple(classes), carried=flags)
+
+
+MAX_WIRE_FACES = 4096
+"""Most faces one result message may carry."""
+MAX_WIRE_CLASSES = 64
+MAX_NAME_CHARS = 128
+BOX_TOLERANCE_PX = 0.5
+"""How far a wire box may reach outside its frame (rounding to 0.1 px) before it is refused."""
+PROB_TOLERANCE = 1e-3
+
+
+def _wire_array(data: dict[str, Any], name: str, shape: tuple[int, ...], n: int | None = None) -> np.ndarray:
+    """``data[name]`` as a finite float32 array of ``(N, *shape)`` (``N`` = ``n`` when given)."""
+    value = data.get(name)
+    if not isinstance(value, list) or len(value) > MAX_WIRE_FACES:
+        raise ContractError(f"{name!r} must be a list of at most {MAX_WIRE_FACES} items")
+    try:
+        kind = np.asarray(value).dtype.kind  # numbers only: no strings, booleans or nulls
+        if value and kind not in "iuf":
+            raise TypeError(f"items of kind {kind!r}")
+        arr = _rows(name, value, shape, np.float64, n)
+    except (ValueError, TypeError) as e:
+        raise ContractError(f"{name!r} is not a list of numbers of the right shape: {e}") from None
+    if not np.isfinite(arr).all() or (np.abs(arr) > 1e9).any():
+        raise ContractError(f"{name!r} holds a number that is not finite or out of range")
+    return arr.astype(np.float32)
