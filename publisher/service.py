@@ -12,16 +12,15 @@ import redis
 
 from maskwatch.config.settings import PublisherSettings, Settings
 from maskwatch.core.contracts import EndOfStream, ResultMessage, decode_result_entry
-from maskwatch.core.errors import ContractError
+from maskwatch.core.errors import ContractError, ErrorKind
 from maskwatch.core.keys import Keys
 from maskwatch.publisher import metrics
 from maskwatch.publisher.events import frame_event
 from maskwatch.publisher.sink import EventSink
 from maskwatch.publisher.violations import ViolationMonitor
-from maskwatch.runtime.deadletter import add_deadletter, deadletter_fields
+from maskwatch.runtime.deadletter import MAX_DELIVERIES, DeadLetters
 from maskwatch.runtime.group_consumer import Entry, StreamGroupConsumer
 from maskwatch.runtime.heartbeat import Heartbeat, instance_name
-from maskwatch.runtime.metrics_server import DEADLETTERS
 from maskwatch.runtime.redis_conn import REDIS_DOWN, connect
 from maskwatch.runtime.stage import Every, LoopOptions, Stage
 
@@ -51,7 +50,13 @@ class PublisherStats:
 
 
 class PublisherService(Stage):
-    """Consumes every results stream through one group and publishes each frame's event once."""
+    """Consumes every results stream through one group and publishes each frame's event once.
+
+    A result that cannot be handled costs only itself: whatever decoding, building its event (no NaN
+    passes: documents are serialised with ``allow_nan=False``) or the violation monitor raise on it,
+    it is dead-lettered with the reason and acknowledged, and the rest of the read carries on; one
+    delivered more than ``max_deliveries`` times is dead-lettered unread.
+    """
 
     stage = "publisher"
 
@@ -68,9 +73,11 @@ class PublisherService(Stage):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         *,
         violation_classes: Collection[str],
+        dead: DeadLetters | None = None,
     ) -> None:
         super().__init__(client, heartbeat, options)
         self.keys, self.consumer, self.sink = keys, consumer, sink
+        self.dead = dead or DeadLetters(keys.deadletter, self.stage, config.deadletter_max_payload_bytes)
         self.config, self.monitor, self.on_event = config, monitor, on_event
         self.stats = PublisherStats()
         self.violation_classes = frozenset(violation_classes)  # what a frame event counts as violations
@@ -87,15 +94,33 @@ class PublisherService(Stage):
         client = connect(settings)
         keys = Keys(settings.key_prefix)
         consumer = StreamGroupConsumer(
-            client, keys, "results", cfg.group, name, cfg.claim_idle_ms, cfg.discovery_interval_s
+            client,
+            keys,
+            "results",
+            cfg.group,
+            name,
+            cfg.claim_idle_ms,
+            cfg.discovery_interval_s,
+            max_deliveries=cfg.max_deliveries,
         )
         hb = Heartbeat.from_settings(client, settings, cls.stage, name)
         monitor = ViolationMonitor.from_settings(settings) if settings.violations.enabled else None
         options = LoopOptions.from_settings(settings, cls.stage)
         sink = EventSink(client, cfg.dedup_ttl_s)
         classes = settings.violations.violation_classes
+        dead = DeadLetters(keys.deadletter, cls.stage, cfg.deadletter_max_payload_bytes)
         return cls(
-            client, keys, consumer, sink, hb, cfg, options, monitor, on_event, violation_classes=classes
+            client,
+            keys,
+            consumer,
+            sink,
+            hb,
+            cfg,
+            options,
+            monitor,
+            on_event,
+            violation_classes=classes,
+            dead=dead,
         )
 
     def done(self, cameras: list[str]) -> bool:
@@ -134,59 +159,112 @@ class PublisherService(Stage):
 
     def _handle(self, block_ms: int) -> int:
         entries = self.consumer.read(self.config.read_count, block_ms)
-        if not entries:
+        exhausted = self.consumer.take_exhausted()
+        if not entries and not exhausted:
             return 0
-        results: list[ResultMessage] = []
-        ended: list[str] = []  # cameras whose file ended: their tracks end after their last results
+        done = self.client.pipeline(transaction=True)  # dead letters and acks, together
+        for entry in exhausted:
+            self._deadletter(
+                done,
+                entry,
+                MAX_DELIVERIES,
+                f"delivered {entry.deliveries} times (publisher.max_deliveries {self.config.max_deliveries})"
+                ": not handled again",
+            )
+        results: list[tuple[Entry, ResultMessage]] = []
+        ended: list[tuple[Entry, str]] = []  # cameras whose file ended: their tracks end after their results
         pipe = self.client.pipeline(transaction=False)
         for entry in entries:
             try:
-                msg = decode_result_entry(entry.fields)
+                msg = decode_result_entry(entry.fields, self.consumer.camera_of(entry.stream))
+                if isinstance(msg, EndOfStream):
+                    self.stats.ended[msg.camera] = msg
+                    ended.append((entry, msg.camera))
+                    log.info("publisher: camera %s ended (%d frames, %s)", msg.camera, msg.frames, msg.reason)
+                    continue
+                doc = frame_event(msg, violation_classes=self.violation_classes)
+                self.sink.publish(
+                    doc,
+                    self.keys.dedup(doc["id"]),
+                    self.keys.events,
+                    self.config.events_max_len,
+                    self.keys.events_channel(msg.camera),
+                    pipe=pipe,
+                )
+            except REDIS_DOWN:
+                raise
             except ContractError as e:
-                self._deadletter(entry, e)
+                self._deadletter(done, entry, e.kind, str(e))
                 continue
-            if isinstance(msg, EndOfStream):
-                self.stats.ended[msg.camera] = msg
-                ended.append(msg.camera)
-                log.info("publisher: camera %s ended (%d frames, %s)", msg.camera, msg.frames, msg.reason)
+            except Exception as e:  # noqa: BLE001 - whatever a message provokes costs only that message
+                log.exception("publisher: %s %s cannot be published", entry.stream, entry.id.decode())
+                self._deadletter(
+                    done, entry, ErrorKind.INTERNAL, f"event not published: {type(e).__name__}: {e}"
+                )
                 continue
-            results.append(msg)
-            doc = frame_event(msg, violation_classes=self.violation_classes)
-            self.sink.publish(
-                doc,
-                self.keys.dedup(doc["id"]),
-                self.keys.events,
-                self.config.events_max_len,
-                self.keys.events_channel(msg.camera),
-                pipe=pipe,
-            )
+            results.append((entry, msg))
         fresh = pipe.execute() if results else []
         now = time.time()
-        for result, is_new in zip(results, fresh, strict=True):
+        for (entry, result), is_new in zip(results, fresh, strict=True):
             if not is_new:
                 self.stats.duplicates += 1
                 metrics.DUPLICATES_SKIPPED.labels(result.camera).inc()
                 continue
-            self._count(result, now)
-            if self.monitor:
-                self._publish_docs(self.monitor.observe(result))
+            self._after_publish(
+                done, entry, f"{result.camera} frame {result.seq}", lambda r=result: self._observe(r, now)
+            )
+        for entry, camera in ended:
+            self._after_publish(done, entry, f"end of {camera}", lambda c=camera: self._end_of_stream(c))
+        self.consumer.ack(entries + exhausted, done)
+        done.execute()
+        return len(entries) + len(exhausted)
+
+    def _observe(self, result: ResultMessage, now: float) -> None:
+        """What follows a new frame event: counts, the ``on_event`` hook, violation documents."""
+        self._count(result, now)
         if self.monitor:
-            for camera in ended:
-                self._publish_docs(self.monitor.end_of_stream(camera))
-        ack = self.client.pipeline(transaction=True)
-        self.consumer.ack(entries, ack)
-        ack.execute()
-        return len(entries)
+            self._publish_docs(self.monitor.observe(result))
+
+    def _end_of_stream(self, camera: str) -> None:
+        if self.monitor:
+            self._publish_docs(self.monitor.end_of_stream(camera))
+
+    def _after_publish(
+        self, pipe: redis.client.Pipeline, entry: Entry, what: str, work: Callable[[], None]
+    ) -> None:
+        """Run ``work`` for one handled entry; what it raises dead-letters that entry alone."""
+        try:
+            work()
+        except REDIS_DOWN:
+            raise
+        except Exception as e:  # noqa: BLE001 - one message's failure must not stop the others
+            log.exception("publisher: handling %s failed", what)
+            self._deadletter(
+                pipe, entry, ErrorKind.INTERNAL, f"handling {what} failed: {type(e).__name__}: {e}"
+            )
 
     def _publish_docs(self, docs: list[dict[str, Any]]) -> None:
         for doc in docs:
-            if self.sink.publish(
-                doc,
-                self.keys.dedup(doc["id"]),
-                self.keys.violations,
-                self.config.violations_max_len,
-                self.keys.violations_channel(doc["camera"]),
-            ):
+            try:
+                published = self.sink.publish(
+                    doc,
+                    self.keys.dedup(doc["id"]),
+                    self.keys.violations,
+                    self.config.violations_max_len,
+                    self.keys.violations_channel(doc["camera"]),
+                )
+            except (ValueError, TypeError) as e:  # not JSON (a NaN): kept as a dead letter, never sent
+                self.dead.add(
+                    self.client,
+                    self.keys.violations,
+                    str(doc.get("id", "-")).encode(),
+                    {b"document": repr(doc).encode()},
+                    ErrorKind.MALFORMED,
+                    f"document cannot be serialised: {e}",
+                )
+                self.stats.deadletters += 1
+                continue
+            if published:
                 self.stats.violation_docs += 1
                 metrics.EVENTS_PUBLISHED.labels(doc["camera"], doc.get("type", "violation")).inc()
 
@@ -203,16 +281,8 @@ class PublisherService(Stage):
         if self.on_event:
             self.on_event(frame_event(result, now, self.violation_classes))
 
-    def _deadletter(self, entry: Entry, error: ContractError) -> None:
-        log.error("publisher: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), error)
-        pipe = self.client.pipeline(transaction=True)
-        add_deadletter(
-            pipe,
-            self.keys.deadletter,
-            deadletter_fields(self.stage, str(error), entry.stream, entry.id, entry.fields),
-        )
-        pipe.execute()
-        DEADLETTERS.labels(self.stage, error.kind).inc()
+    def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: str, reason: str) -> None:
+        self.dead.add(pipe, entry.stream, entry.id, entry.fields, kind, reason)
         self.stats.deadletters += 1
 
     def summary(self) -> str:

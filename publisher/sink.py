@@ -35,8 +35,9 @@ class EventSink:
         channel: str,
         pipe: redis.client.Pipeline | None = None,
     ) -> bool | None:
-        """Publish unless ``dedup_key`` exists. Returns True/False, or None when queued on ``pipe``."""
-        payload = json.dumps(doc, separators=(",", ":"))
+        """Publish unless ``dedup_key`` exists. Returns True/False, or None when queued on ``pipe``.
+        Raises ``ValueError`` (nothing queued) for a document JSON cannot hold: NaN or infinities."""
+        payload = json.dumps(doc, separators=(",", ":"), allow_nan=False)
         args = [self.dedup_ttl_s, max_len, payload, channel]
         if pipe is not None:
             self._script(keys=[dedup_key, stream], args=args, client=pipe)

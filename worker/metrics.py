@@ -1,6 +1,6 @@
 """Prometheus metrics of the worker stage."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 BATCH_SIZE = Histogram(
     "maskwatch_worker_batch_size_frames",
@@ -30,5 +30,16 @@ DETECTIONS = Counter(
 CLASSES_REUSED = Counter(
     "maskwatch_worker_classes_reused_total",
     "Detected faces that kept a settled class of the same person instead of being classified",
+    ["camera"],
+)
+RESULTS_FULL = Gauge(
+    "maskwatch_worker_results_backpressure",
+    "1 while a camera's frames are held back because its results stream holds worker.results_max_len "
+    "entries (the publisher is down or behind)",
+    ["camera"],
+)
+BACKPRESSURE_SECONDS = Counter(
+    "maskwatch_worker_backpressure_seconds_total",
+    "Seconds a camera's frames were held back by its full results stream",
     ["camera"],
 )

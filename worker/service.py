@@ -10,17 +10,17 @@ from dataclasses import dataclass
 import redis
 
 from maskwatch.config.settings import Settings, WorkerSettings
-from maskwatch.core.contracts import EndOfStream, FrameMessage, decode_frame_entry
+from maskwatch.core.contracts import EndOfStream, FrameMessage, ResultMessage, decode_frame_entry
 from maskwatch.core.errors import ContractError, ErrorKind, ModelError
 from maskwatch.core.keys import Keys
-from maskwatch.runtime.deadletter import add_deadletter, deadletter_fields
+from maskwatch.runtime.deadletter import FORGED_EOF, MAX_DELIVERIES, DeadLetters
 from maskwatch.runtime.group_consumer import Entry, StreamGroupConsumer
 from maskwatch.runtime.heartbeat import Heartbeat, instance_name
-from maskwatch.runtime.metrics_server import DEADLETTERS
-from maskwatch.runtime.redis_conn import connect
+from maskwatch.runtime.redis_conn import REDIS_DOWN, connect
 from maskwatch.runtime.stage import Every, LoopOptions, Stage
 from maskwatch.worker import metrics
 from maskwatch.worker.camera_state import CameraState, CameraStateStore
+from maskwatch.worker.end_of_file import doubts
 from maskwatch.worker.inference import BatchInference, Rejected
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,15 @@ class WorkerStats:
 
 
 class WorkerService(Stage):
-    """Batches frames from every camera through one consumer group; acks only after results are written."""
+    """Batches frames from every camera through one consumer group; acks only after results are written.
+
+    A message that cannot be handled costs only itself: it is dead-lettered with the reason (malformed,
+    undecodable, a camera other than its stream's, a forged end of file, delivered more than
+    ``max_deliveries`` times, or whatever a step raised on it) and the rest of the batch carries on.
+    Results streams are never trimmed: while a camera's results stream holds ``results_max_len``
+    entries (the publisher is down or behind), its frames are not read (backpressure, like the
+    ingest's file backlog): files wait, live frames are dropped by the ingest and counted there.
+    """
 
     stage = "worker"
 
@@ -51,12 +59,17 @@ class WorkerService(Stage):
         config: WorkerSettings,
         options: LoopOptions,
         states: CameraStateStore | None = None,
+        dead: DeadLetters | None = None,
     ) -> None:
         super().__init__(client, heartbeat, options)
         self.keys, self.consumer, self.inference, self.config = keys, consumer, inference, config
         self.states = states or CameraStateStore(client, keys, config.camera_state_ttl_s)
+        self.dead = dead or DeadLetters(keys.deadletter, self.stage, config.deadletter_max_payload_bytes)
         self.stats = WorkerStats()
         self._lag_metrics = Every(config.lag_metrics_interval_s)
+        self._seen: dict[str, int] = {}  # highest frame seq seen per camera (end-of-file checks)
+        self._results_len: dict[str, int] = {}  # frames stream -> its results stream's length, last seen
+        self._held_since: dict[str, float] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerService:
@@ -77,6 +90,7 @@ class WorkerService(Stage):
             cfg.claim_idle_ms,
             cfg.discovery_interval_s,
             newest_first=True,
+            max_deliveries=cfg.max_deliveries,
         )
         analyzer = build_analyzer(settings.detector, settings.classifier)
         log.info(
@@ -91,13 +105,16 @@ class WorkerService(Stage):
         hb = Heartbeat.from_settings(client, settings, cls.stage, name)
         states = CameraStateStore(client, keys, cfg.camera_state_ttl_s)
         options = LoopOptions.from_settings(settings, cls.stage)
-        return cls(client, keys, consumer, inference, hb, cfg, options, states)
+        dead = DeadLetters(keys.deadletter, cls.stage, cfg.deadletter_max_payload_bytes)
+        return cls(client, keys, consumer, inference, hb, cfg, options, states, dead)
 
     def heartbeat_info(self) -> dict[str, int]:
         return {"frames": self.stats.frames}
 
     def on_reconnect(self) -> None:
         self.consumer.reset()
+        self._seen.clear()  # Redis may have restarted empty: sequence numbers start again
+        self._results_len.clear()
 
     def step(self, block_ms: int | None = None) -> int:
         """Process one batch: wait up to ``block_ms`` (default the configured ``block_ms``) for a first
@@ -105,58 +122,154 @@ class WorkerService(Stage):
         self.consumer.discover()
         if self._lag_metrics.due():
             self.consumer.update_lag_metrics()
+        self._hold_full_results()
         entries = self._collect_batch(self.options.block_ms if block_ms is None else block_ms)
         superseded = self.consumer.take_superseded()  # older live frames a newer one replaced: ack, count
-        if not entries and not superseded:
+        exhausted = self.consumer.take_exhausted()  # delivered too often (they kept killing workers)
+        if not entries and not superseded and not exhausted:
             return 0
         for entry in superseded:
             metrics.FRAMES_SKIPPED.labels(self.keys.camera_of(entry.stream), "superseded").inc()
         self.stats.skipped += len(superseded)
-        frames: list[tuple[Entry, FrameMessage]] = []
-        ends: list[EndOfStream] = []
         pipe = self.client.pipeline(transaction=True)
+        for entry in exhausted:
+            self._deadletter(
+                pipe,
+                entry,
+                MAX_DELIVERIES,
+                f"delivered {entry.deliveries} times (worker.max_deliveries {self.config.max_deliveries}): "
+                "not handled again",
+            )
+        frames: list[tuple[Entry, FrameMessage]] = []
+        ends: list[tuple[Entry, EndOfStream]] = []
         for entry in entries:
             try:
-                msg = decode_frame_entry(entry.fields)
+                msg = decode_frame_entry(entry.fields, self.consumer.camera_of(entry.stream))
             except ContractError as e:
                 self._deadletter(pipe, entry, e.kind, f"malformed frame message: {e}")
                 continue
+            except Exception as e:  # noqa: BLE001 - whatever a message provokes costs only that message
+                log.exception("worker: decoding %s %s failed", entry.stream, entry.id.decode())
+                self._deadletter(pipe, entry, ErrorKind.INTERNAL, f"decoding failed: {type(e).__name__}: {e}")
+                continue
             if isinstance(msg, EndOfStream):
-                ends.append(msg)
-            elif self._stale(msg):
+                ends.append((entry, msg))
+                continue
+            self._seen[msg.camera] = max(msg.seq, self._seen.get(msg.camera, -1))
+            if self._stale(msg):
                 metrics.FRAMES_SKIPPED.labels(msg.camera, "stale").inc()
                 self.stats.skipped += 1
             else:
                 frames.append((entry, msg))
-        states: dict[str, CameraState] = {}
-        try:
-            if frames:
-                before = self.states.read(m.camera for _, m in frames)  # once per camera per batch
-                results, bad, states = self.inference.process([m for _, m in frames], before)
-            else:
-                results, bad = [], []
-        except Exception as e:  # noqa: BLE001 - a model failure must not stop the worker or lose frames
-            log.exception("worker: inference failed on a batch of %d frame(s)", len(frames))
-            error = (
-                e if isinstance(e, ModelError) else ModelError(f"inference failed: {type(e).__name__}: {e}")
-            )
-            results, bad = [], [Rejected(m, error.kind, str(error)) for _, m in frames]
-        rejected = {(b.frame.camera, b.frame.seq): b for b in bad}
+        results, bad, states = self._infer([m for _, m in frames])
+        rejected = {id(b.frame): b for b in bad}
         for entry, msg in frames:
-            if (b := rejected.get((msg.camera, msg.seq))) is not None:
+            if (b := rejected.get(id(msg))) is not None:
                 self._deadletter(pipe, entry, b.kind, b.reason)
-        for out in (*results, *ends):  # a file's end marker goes after the results of its batch
-            pipe.xadd(
-                self.keys.results(out.camera),
-                out.to_fields(),
-                maxlen=self.config.results_max_len,
-                approximate=True,
-            )
+        done = [(e, m) for e, m in frames if id(m) not in rejected]
+        written: list[ResultMessage] = []
+        for (entry, _), result in zip(done, results, strict=True):
+            if self._write(pipe, entry, result):
+                written.append(result)
+        for (entry, eos), doubt in zip(
+            ends, doubts(self.client, self.keys, [e for _, e in ends], self._seen), strict=True
+        ):
+            if doubt is None:  # a file's end marker goes after the results of its batch
+                self._write(pipe, entry, eos)
+            else:
+                self._deadletter(pipe, entry, FORGED_EOF, doubt)
         self.states.write(pipe, states)  # each camera's state moves only forward (newer seq)
-        self.consumer.ack(entries + superseded, pipe)
-        pipe.execute()  # results, camera states and acks land together, or not at all
-        self._count(entries, results)
-        return len(entries) + len(superseded)
+        lengths = {}
+        for camera in sorted({r.camera for r in written} | {e.camera for _, e in ends}):
+            lengths[self.keys.frames(camera)] = len(pipe)
+            pipe.xlen(self.keys.results(camera))
+        self.consumer.ack(entries + superseded + exhausted, pipe)
+        replies = pipe.execute()  # results, camera states, dead letters and acks land together, or not at all
+        self._results_len.update({stream: int(replies[i]) for stream, i in lengths.items()})
+        self._count(entries, written)
+        return len(entries) + len(superseded) + len(exhausted)
+
+    def _write(self, pipe: redis.client.Pipeline, entry: Entry, out: ResultMessage | EndOfStream) -> bool:
+        """Queue the XADD of one result (or end marker); dead-letter its frame when it cannot be written.
+        No ``MAXLEN``: results streams are bounded by backpressure, never trimmed unpublished."""
+        try:
+            fields = out.to_fields()
+        except Exception as e:  # noqa: BLE001 - e.g. a NaN the JSON of an event may not hold
+            self._deadletter(
+                pipe, entry, ErrorKind.INTERNAL, f"result cannot be written: {type(e).__name__}: {e}"
+            )
+            return False
+        pipe.xadd(self.keys.results(out.camera), fields)  # type: ignore[arg-type]
+        return True
+
+    def _infer(
+        self, frames: list[FrameMessage]
+    ) -> tuple[list[ResultMessage], list[Rejected], dict[str, CameraState]]:
+        """Results (in input order), rejected frames and new camera states; when the batch fails, each
+        frame is tried alone so that only the frames that fail alone are rejected."""
+        if not frames:
+            return [], [], {}
+        before = self.states.read(m.camera for m in frames)  # once per camera per batch
+        try:
+            return self.inference.process(frames, before)
+        except REDIS_DOWN:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model failure must not stop the worker or lose frames
+            if len(frames) > 1:
+                log.exception(
+                    "worker: inference failed on a batch of %d frames; trying each alone", len(frames)
+                )
+            else:
+                log.exception("worker: inference failed on %s frame %d", frames[0].camera, frames[0].seq)
+                error = (
+                    e
+                    if isinstance(e, ModelError)
+                    else ModelError(f"inference failed: {type(e).__name__}: {e}")
+                )
+                return [], [Rejected(frames[0], error.kind, str(error))], {}
+        results, bad, states = [], [], {}
+        for frame in frames:
+            r, b, st = self._infer([frame])
+            results += r
+            bad += b
+            for cam, state in st.items():
+                if cam not in states or state.seq > states[cam].seq:
+                    states[cam] = state
+        return results, bad, states
+
+    def _hold_full_results(self) -> None:
+        """Backpressure: hold back the frames streams whose results stream holds ``results_max_len``
+        entries, until it has room again (held ones are re-measured: one pipelined XLEN per step)."""
+        held = sorted(self.consumer.held)
+        if held:
+            pipe = self.client.pipeline(transaction=False)
+            for stream in held:
+                pipe.xlen(self.keys.results(self.keys.camera_of(stream)))
+            self._results_len.update(zip(held, map(int, pipe.execute()), strict=True))
+        limit = self.config.results_max_len
+        full = {s for s, n in self._results_len.items() if n >= limit}
+        now = time.monotonic()
+        for stream in sorted(full - self.consumer.held):
+            camera = self.keys.camera_of(stream)
+            log.warning(
+                "worker: results stream of camera %s holds %d entries (worker.results_max_len %d): its "
+                "frames wait until the publisher catches up",
+                camera,
+                self._results_len[stream],
+                limit,
+            )
+            metrics.RESULTS_FULL.labels(camera).set(1)
+            self._held_since[stream] = now
+        for stream in sorted(self.consumer.held - full):
+            camera = self.keys.camera_of(stream)
+            log.info("worker: results stream of camera %s has room again: reading its frames", camera)
+            metrics.RESULTS_FULL.labels(camera).set(0)
+        for stream in sorted(full | self.consumer.held):
+            since = self._held_since.pop(stream, now)
+            metrics.BACKPRESSURE_SECONDS.labels(self.keys.camera_of(stream)).inc(now - since)
+            if stream in full:
+                self._held_since[stream] = now
+        self.consumer.held = full
 
     def _stale(self, frame: FrameMessage) -> bool:
         """A live frame too old to be worth processing (latency stays bounded when we fall behind)."""
@@ -177,17 +290,11 @@ class WorkerService(Stage):
             batch += more
         return batch
 
-    def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: ErrorKind, reason: str) -> None:
-        log.error("worker: dead-lettering %s %s: %s", entry.stream, entry.id.decode(), reason)
-        add_deadletter(
-            pipe,
-            self.keys.deadletter,
-            deadletter_fields(self.stage, reason, entry.stream, entry.id, entry.fields),
-        )
-        DEADLETTERS.labels(self.stage, kind).inc()
+    def _deadletter(self, pipe: redis.client.Pipeline, entry: Entry, kind: str, reason: str) -> None:
+        self.dead.add(pipe, entry.stream, entry.id, entry.fields, kind, reason)
         self.stats.deadletters += 1
 
-    def _count(self, entries: list[Entry], results: list) -> None:
+    def _count(self, entries: list[Entry], results: list[ResultMessage]) -> None:
         self.stats.batches += 1
         self.stats.frames += len(results)
         self.stats.reclaimed += sum(e.reclaimed for e in entries)

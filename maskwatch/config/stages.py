@@ -42,6 +42,20 @@ class ConsumerGroupSettings(StrictModel):
     lag_metrics_interval_s: float = Field(
         2.0, gt=0, le=600, description="How often stream lag and pending gauges are refreshed"
     )
+    max_deliveries: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="A message is handled at most this many times: a later delivery (reclaimed from a "
+        "consumer that died on it, or re-read after a restart) goes to the dead-letter stream instead",
+    )
+    deadletter_max_payload_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        le=512 * 1024 * 1024,
+        description="Bytes of a message's original fields kept in its dead letter (smallest fields first; "
+        "the original size and a truncated flag are recorded)",
+    )
 
 
 class WorkerSettings(ConsumerGroupSettings):
@@ -56,7 +70,12 @@ class WorkerSettings(ConsumerGroupSettings):
         50, ge=0, le=60_000, description="Longest wait, after the first frame, to fill a batch"
     )
     results_max_len: int = Field(
-        2_000, ge=10, le=10_000_000, description="Bound of each results stream (entries carry JPEGs)"
+        2_000,
+        ge=10,
+        le=10_000_000,
+        description="Bound of each results stream (entries carry JPEGs): a camera's frames are not read "
+        "while its results stream holds this many entries (backpressure; unpublished results are never "
+        "trimmed)",
     )
     max_frame_pixels: int = Field(
         7680 * 4320,

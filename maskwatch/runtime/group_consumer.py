@@ -6,15 +6,23 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
+from prometheus_client import Gauge
 
-from maskwatch.core.keys import Keys
+from maskwatch.core.keys import Keys, is_camera_id
 from maskwatch.runtime import metrics_server as metrics
 
 log = logging.getLogger(__name__)
+
+STREAM_LENGTH = Gauge(
+    "maskwatch_stream_length_messages",
+    "Entries in a camera's stream (processed ones are deleted, so this is the backlog: undelivered plus "
+    "pending)",
+    ["stream", "camera"],
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class Entry:
     id: bytes
     fields: dict[bytes, bytes]
     reclaimed: bool = False
+    deliveries: int = 1
+    """Times the group has delivered this entry (XPENDING's count; 1 for a first delivery)."""
 
     @property
     def live(self) -> bool:
@@ -45,6 +55,10 @@ class StreamGroupConsumer:
     older ones are delivered too (so they can be acknowledged) but handed back by :meth:`take_superseded`,
     for the caller to ack and count. Entries of file streams (``live`` = ``0``) are never superseded, and
     neither are reclaimed ones.
+
+    An entry delivered more than ``max_deliveries`` times (reclaimed from consumers that died on it, or
+    re-read from our own pending after a restart) is not handed out: :meth:`take_exhausted` gives it to
+    the caller to dead-letter and ack. Streams in :attr:`held` are not read for new entries (backpressure).
     """
 
     DRAIN_COUNT = 64
@@ -61,24 +75,36 @@ class StreamGroupConsumer:
         discovery_interval_s: float,
         *,
         newest_first: bool = False,
+        max_deliveries: int | None = None,
     ) -> None:
         self.client, self.keys, self.kind = client, keys, kind
         self.group, self.consumer = group, consumer
         self.claim_idle_ms = claim_idle_ms
         self.discovery_interval_s = discovery_interval_s
         self.newest_first = newest_first
+        self.max_deliveries = max_deliveries
         self.streams: set[str] = set()
+        self.held: set[str] = set()
+        """Streams not read for new entries while their output is full (the caller's backpressure)."""
+        self._ignored: set[str] = set()  # keys whose camera part is not a camera id (warned once)
+        self._exhausted: list[Entry] = []
         self._next_discovery = 0.0
         self._next_claim = 0.0
         self._read_own_pending = True
         self._pending_from: dict[str, bytes] = {}  # own-pending read position per stream
         self._pending_done: set[str] = set()  # streams whose own pending has been read through
+        self._claimed: set[tuple[str, bytes]] = set()  # reclaimed while our own pending is read: not twice
         self._buffer: deque[Entry] = deque()
         self._superseded: list[Entry] = []
         self._turn = 0  # rotation of the stream order: the first stream of the next read
 
     def stream_key(self, camera: str) -> str:
         return f"{self.keys.prefix}{self.kind}:{camera}"
+
+    def camera_of(self, stream: str) -> str | None:
+        """The camera of one of our stream keys, or None when its camera part is not a camera id."""
+        camera = stream.removeprefix(f"{self.keys.prefix}{self.kind}:")
+        return camera if camera != stream and is_camera_id(camera) else None
 
     def reset(self) -> None:
         """Forget known streams (after Redis came back: groups may be gone) and re-read our pending."""
@@ -87,6 +113,7 @@ class StreamGroupConsumer:
         self._read_own_pending = True
         self._pending_from.clear()
         self._pending_done.clear()
+        self._claimed.clear()
 
     def discover(self, force: bool = False) -> None:
         """Find camera streams (registry set and key scan) and make sure the group exists on each."""
@@ -95,12 +122,16 @@ class StreamGroupConsumer:
             return
         self._next_discovery = now + self.discovery_interval_s
         members: set[bytes] = self.client.smembers(self.keys.cameras)  # type: ignore[assignment]
-        found = {self.stream_key(c.decode()) for c in members}
+        found = {self.stream_key(c.decode(errors="replace")) for c in members}
         found |= {
-            bytes(k).decode()
+            bytes(k).decode(errors="replace")
             for k in self.client.scan_iter(match=f"{self.keys.prefix}{self.kind}:*", count=1000)
         }
-        for key in sorted(found - self.streams):
+        for key in sorted(found - self.streams - self._ignored):
+            if self.camera_of(key) is None:
+                self._ignored.add(key)
+                log.warning("%s: ignoring %r: its camera part is not a valid camera id", self.consumer, key)
+                continue
             try:
                 self.client.xgroup_create(key, self.group, id="0", mkstream=True)
             except redis.ResponseError as e:
@@ -129,6 +160,12 @@ class StreamGroupConsumer:
         if len(out) > count:
             self._buffer.extend(out[count:])
             out = out[:count]
+        return out
+
+    def take_exhausted(self) -> list[Entry]:
+        """Entries delivered more than ``max_deliveries`` times since the last call, for the caller to
+        dead-letter and ack (:meth:`ack`) instead of handling them again."""
+        out, self._exhausted = self._exhausted, []
         return out
 
     def take_superseded(self) -> list[Entry]:
@@ -172,10 +209,19 @@ class StreamGroupConsumer:
 
     def _read_group(self, order: list[str], count: int, block_ms: int) -> list[Entry]:
         per_stream = math.ceil(count / len(order))
-        if self._read_own_pending:  # what this consumer was given before a restart or an outage
+        for _ in range(1000):  # what this consumer was given before a restart or an outage, walked through
+            if not self._read_own_pending:
+                break
+            exhausted = len(self._exhausted)
             entries = self._read_own(order, per_stream)
-            if entries:
+            if entries or len(self._exhausted) > exhausted:  # new entries only once it is all handled
                 return entries
+        order = [s for s in order if s not in self.held]
+        if not order:  # every stream held back: wait as a blocking read would
+            if block_ms:
+                time.sleep(block_ms / 1000)
+            return []
+        per_stream = math.ceil(count / len(order))
         by_stream = self._xreadgroup({s: ">" for s in order}, per_stream, block_ms) or {}
         if self.newest_first:  # a live stream that filled its share may hold newer entries: drain it
             full = [s for s, es in by_stream.items() if len(es) >= per_stream and es[-1].live]
@@ -202,10 +248,38 @@ class StreamGroupConsumer:
                 self._pending_done.add(stream)
                 continue
             self._pending_from[stream] = got[-1].id
-            out += [e for e in got if e.fields]  # an own-pending entry deleted meanwhile has no fields
+            # an own-pending entry deleted meanwhile has no fields; one reclaimed by this read is ours already
+            out += [e for e in got if e.fields and (stream, e.id) not in self._claimed]
         if self._pending_done >= set(order):
             self._read_own_pending = False  # none left: new entries from now on
-        return out
+            self._claimed.clear()
+        return self._within_deliveries([replace(e, deliveries=2) for e in out])
+
+    def _within_deliveries(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` (redelivered ones) with their delivery counts from XPENDING, one pipelined call;
+        those delivered more than ``max_deliveries`` times are set aside for :meth:`take_exhausted`."""
+        if not entries or self.max_deliveries is None:
+            return entries
+        pipe = self.client.pipeline(transaction=False)
+        for e in entries:
+            pipe.xpending_range(e.stream, self.group, e.id, e.id, 1, consumername=self.consumer)
+        kept = []
+        for e, rows in zip(entries, pipe.execute(raise_on_error=False), strict=True):
+            count = int(rows[0]["times_delivered"]) if isinstance(rows, list) and rows else e.deliveries
+            e = replace(e, deliveries=count)
+            if count > self.max_deliveries:
+                log.error(
+                    "%s: %s %s was delivered %d times (max_deliveries %d): not handled again",
+                    self.consumer,
+                    e.stream,
+                    e.id.decode(),
+                    count,
+                    self.max_deliveries,
+                )
+                self._exhausted.append(e)
+            else:
+                kept.append(e)
+        return kept
 
     def _xreadgroup(
         self, streams: dict[Any, Any], count: int, block_ms: int, *, raw: bool = False
@@ -252,7 +326,9 @@ class StreamGroupConsumer:
             deleted = reply[2] if len(reply) > 2 else []
             if deleted:
                 self.client.xack(stream, self.group, *deleted)
-            got = [Entry(stream, i, f, reclaimed=True) for i, f in claimed if f]
+            got = [Entry(stream, i, f, reclaimed=True, deliveries=2) for i, f in claimed if f]
+            if self._read_own_pending:
+                self._claimed.update((stream, e.id) for e in got)
             if got:
                 camera = self.keys.camera_of(stream)
                 metrics.RECLAIMED.labels(self.kind, camera).inc(len(got))
@@ -262,26 +338,37 @@ class StreamGroupConsumer:
                     len(got),
                     stream,
                 )
-            out += got
+            out += self._within_deliveries(got)
             if len(out) >= count:
                 break
         return out
 
     def update_lag_metrics(self) -> None:
-        """Export lag (undelivered) and pending (unacked) per stream from XINFO GROUPS."""
-        for stream in sorted(self.streams):
-            try:
-                groups = self.client.xinfo_groups(stream)
-            except redis.ResponseError:
+        """Export per stream its length (XLEN), pending (unacked, XINFO GROUPS) and lag: entries not yet
+        delivered, taken as length minus pending (one pipelined call for every stream).
+
+        Processed entries are deleted (XACK + XDEL), so the length is the backlog; XINFO's own ``lag``
+        is not used: after deletions and ``MAXLEN ~`` trims Redis 7.0/7.2 report a phantom backlog
+        (redis/redis#13957), e.g. a lag of 317 on an empty stream."""
+        streams = sorted(self.streams)
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xlen(stream)
+            pipe.xinfo_groups(stream)
+        replies = pipe.execute(raise_on_error=False)
+        for i, stream in enumerate(streams):
+            length, groups = replies[2 * i], replies[2 * i + 1]
+            if isinstance(length, Exception) or isinstance(groups, Exception):
                 continue
+            camera = self.keys.camera_of(stream)
+            pending = 0
             for g in groups:
                 name = g.get("name", b"")
-                if (name.decode() if isinstance(name, bytes) else name) != self.group:
-                    continue
-                camera = self.keys.camera_of(stream)
-                lag = g.get("lag")
-                metrics.STREAM_LAG.labels(self.kind, camera).set(float(lag) if lag is not None else 0)
-                metrics.STREAM_PENDING.labels(self.kind, camera).set(float(g.get("pending", 0)))
+                if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                    pending = int(g.get("pending", 0))
+            STREAM_LENGTH.labels(self.kind, camera).set(length)
+            metrics.STREAM_LAG.labels(self.kind, camera).set(max(0, length - pending))
+            metrics.STREAM_PENDING.labels(self.kind, camera).set(pending)
 
 
 def _interleave(entries: list[Entry], order: list[str]) -> list[Entry]:
