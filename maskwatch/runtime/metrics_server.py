@@ -11,6 +11,11 @@ log = logging.getLogger(__name__)
 
 UP = Gauge("maskwatch_process_up", "1 while this stage's loop runs", ["stage"])
 REDIS_ERRORS = Counter("maskwatch_redis_errors_total", "Redis connection errors survived", ["stage"])
+REDIS_RESETS = Counter(
+    "maskwatch_redis_reset_total",
+    "Times Redis came back empty (its run epoch changed or vanished): in-flight data was lost",
+    ["stage"],
+)
 HEARTBEAT = Gauge("maskwatch_heartbeat_timestamp_seconds", "Unix time of the last heartbeat", ["stage"])
 STREAM_LAG = Gauge(
     "maskwatch_stream_lag_messages", "Entries not yet delivered to the consumer group", ["stream", "camera"]
@@ -30,15 +35,17 @@ _started: set[int] = set()
 _lock = threading.Lock()
 
 
-def serve_metrics(port: int, stage: str) -> None:
-    """Serve /metrics on ``port`` (0 disables it; a port already served in this process is reused)."""
+def serve_metrics(port: int, stage: str, host: str = "0.0.0.0") -> None:  # noqa: S104 - the container default
+    """Serve /metrics on ``host``:``port`` (0 disables it; a port already served in this process is reused:
+    one registry, so one endpoint holds every stage's metrics)."""
     with _lock:
         if port == 0 or port in _started:
             return
         try:
-            start_http_server(port)
+            start_http_server(port, addr=host)
         except OSError as e:
-            log.error("%s: cannot serve metrics on port %d: %s", stage, port, e)
+            log.error("%s: cannot serve metrics on %s:%d: %s", stage, host, port, e)
             return
         _started.add(port)
-    log.info("%s: metrics on http://0.0.0.0:%d/metrics", stage, port)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("%s: metrics on http://%s:%d/metrics", stage, shown, port)
