@@ -82,7 +82,15 @@ def build_classifier(settings: ClassifierSettings) -> MaskClassifier:
     if settings.type == "placeholder":
         return PlaceholderClassifier()
     if settings.type == "keras":
-        from maskwatch.models.keras_classifier import KerasMaskClassifier
+        import numpy as np
 
-        return KerasMaskClassifier.load(settings.path, runtime=settings.runtime, threads=settings.threads)
+        from maskwatch.models.keras_classifier import KerasMaskClassifier
+        from maskwatch.runtime.logs import quiet_native_stderr
+
+        with quiet_native_stderr():  # TF/TFLite print their set-up (the XNNPACK delegate) at first use
+            classifier = KerasMaskClassifier.load(
+                settings.path, runtime=settings.runtime, threads=settings.threads
+            )
+            classifier.predict([np.zeros((32, 32, 3), np.uint8)])  # warm-up: the first batch pays no set-up
+        return classifier
     raise ValueError(f"unknown classifier type {settings.type!r}")
