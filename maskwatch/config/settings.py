@@ -7,13 +7,16 @@ once, here (see :mod:`maskwatch.config.paths`).
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +27,7 @@ from pydantic_settings import (
 
 from maskwatch.config.api import ApiSettings
 from maskwatch.config.cameras import HTTP_SCHEMES, LIVE_SCHEMES, CameraConfig
-from maskwatch.config.models import ClassifierSettings, DetectorSettings
+from maskwatch.config.models import DEPRECATED_KEYS, ClassifierSettings, DetectorSettings
 from maskwatch.config.mqtt import MqttSettings
 from maskwatch.config.paths import default_data_dir, resolve_path
 from maskwatch.config.stages import IngestSettings, PublisherSettings, WorkerSettings
@@ -49,6 +52,12 @@ __all__ = [
     "WorkerSettings",
     "load_settings",
 ]
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "MASKWATCH_"
+NOT_SETTINGS = frozenset({"MASKWATCH_SHARED"})
+"""``MASKWATCH_*`` variables that are not settings (the tests' shared data folder): never warned about."""
 
 # Paths a config file may give relative to its own folder: (section or None, field).
 _FILE_RELATIVE_PATHS = ((None, "data_dir"), ("detector", "weights_dir"), ("clips", "dir"))
@@ -82,6 +91,12 @@ class Settings(BaseSettings):
         "default /var/lib/maskwatch for root or when writable, else $XDG_DATA_HOME/maskwatch)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:%-]{1,255}$",
+        description="Address the /metrics endpoints listen on; default 0.0.0.0 (all interfaces) for the stage "
+        "commands (containers), 127.0.0.1 for `maskwatch run`",
+    )
     instance: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_.-]{1,128}$",
@@ -264,33 +279,154 @@ def _settings_class(config_file: Path) -> type[Settings]:
     )
 
 
-def format_validation_error(err: ValidationError) -> list[str]:
-    """One ``a.b.0.c: message`` line per invalid field; input values are never echoed (secrets)."""
+def format_validation_error(
+    err: ValidationError, origin: Callable[[tuple[int | str, ...]], str | None] | None = None
+) -> list[str]:
+    """One ``a.b.0.c: message`` line per invalid field, with where the value came from when ``origin``
+    (a callable: location -> text or None) knows, and the nearest valid key for an unknown one; input
+    values are never echoed (secrets)."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{loc}: {e['msg']}")
+        loc = tuple(e["loc"])
+        path = ".".join(str(p) for p in loc) or "(root)"
+        line = f"{path}: {e['msg']}"
+        if e["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            near = difflib.get_close_matches(loc[-1], _keys_at(loc[:-1]), n=1, cutoff=0.6)
+            if near:
+                line += f" (did you mean {near[0]!r}?)"
+        where = origin(loc) if origin is not None else None
+        lines.append(f"{line} [{where}]" if where else line)
     return lines
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config section class inside a field's type (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (model := _model_in(arg)) is not None:
+            return model
+    return None
+
+
+def _keys_at(loc: Sequence[int | str]) -> list[str]:
+    """The valid keys of the section at ``loc`` (list indices skipped); [] when ``loc`` is no section."""
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    assert model is not None
+    keys = list(model.model_fields)
+    if issubclass(model, DetectorSettings):
+        keys += list(DEPRECATED_KEYS)
+    return keys
+
+
+def _env_names() -> dict[str, str]:
+    """Upper-cased name -> name of each ``MASKWATCH_*`` variable (pydantic-settings ignores case)."""
+    return {k.upper(): k for k in os.environ if k.upper().startswith(ENV_PREFIX)}
+
+
+def _env_origin(loc: Sequence[int | str], env: Mapping[str, str]) -> str | None:
+    """The variable a value at ``loc`` came from: ``MASKWATCH_A__B`` (or its ``_FILE``), longest first."""
+    parts = [str(p) for p in loc]
+    for n in range(len(parts), 0, -1):
+        name = ENV_PREFIX + "__".join(parts[:n]).upper()
+        for candidate in (name, name + "_FILE"):
+            if candidate in env:
+                return f"environment variable {env[candidate]}"
+    return None
+
+
+def _yaml_line(path: Path, loc: Sequence[int | str]) -> int | None:
+    """Line number (1-based) of the deepest key or item of ``loc`` in the YAML file; None if not found."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def unknown_env_vars(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``MASKWATCH_*`` variable that names no setting: pydantic-settings ignores those
+    silently (an unknown key inside a section is an error already), with the nearest real one."""
+    env = os.environ if environ is None else environ
+    top = list(Settings.model_fields)
+    out = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_SETTINGS:
+            continue
+        key = upper[len(ENV_PREFIX) :]
+        key = key[:-5] if key.endswith("_FILE") and key[:-5].lower().split("__")[0] in top else key
+        first = key.lower().split("__")[0]
+        if first in top:
+            continue
+        near = difflib.get_close_matches(first, top, n=1, cutoff=0.6)
+        hint = (
+            f" (did you mean {ENV_PREFIX}{key.replace(first.upper(), near[0].upper(), 1)}?)" if near else ""
+        )
+        out.append(f"{name} is not a maskwatch setting; it is ignored{hint}")
+    return out
+
+
+def load_settings(
+    config_file: Path | str | None = None,
+    flag_names: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
     """Build the settings: ``overrides`` (None values ignored) > ``MASKWATCH_*`` env > YAML file > defaults.
 
-    Raises :class:`ConfigError` naming the file (or ``environment``) and each invalid field's path.
+    Raises :class:`ConfigError` naming the file (or ``environment``) and each invalid field's path and
+    real source: the command-line flag (``flag_names``: override key -> flag), the environment variable,
+    or the file and line. Unknown ``MASKWATCH_*`` variables are logged as warnings.
     """
     source = str(config_file) if config_file else "environment"
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     cls = Settings
+    path = None
     if config_file:
         path = Path(config_file).expanduser()
         if not path.is_file():
             reason = "is a directory" if path.is_dir() else "No such file or directory"
             raise ConfigError(source, [f"cannot read config file: {reason}"])
         cls = _settings_class(path)
+    for warning in unknown_env_vars():
+        log.warning("%s", warning)
+    env = _env_names()
+
+    def origin(loc: tuple[int | str, ...]) -> str | None:
+        if not loc:
+            return None
+        if loc[0] in kwargs:
+            flag = (flag_names or {}).get(str(loc[0]))
+            return f"from {flag}" if flag else f"argument {loc[0]}"
+        if (from_env := _env_origin(loc, env)) is not None:
+            return f"from {from_env}"
+        if path is not None and (line := _yaml_line(path, loc)) is not None:
+            return f"{path}, line {line}"
+        return None
+
     try:
         loaded = cls(**kwargs)
     except ValidationError as e:
-        raise ConfigError(source, format_validation_error(e)) from None
+        raise ConfigError(source, format_validation_error(e, origin)) from None
     except SettingsError as e:
         raise ConfigError(source, [str(e)]) from None
     if cls is Settings:
