@@ -7,9 +7,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from maskwatch import __version__
 from maskwatch.config.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("maskwatch")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+FLAG_NAMES = {"redis_url": "--redis-url", "cameras": "--source/--camera-id/--fps"}
+"""The command-line flag behind each override ``load_settings`` gets (named in config errors)."""
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (0: none)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 disables)")
+    return port
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -19,7 +31,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     return load_settings(
-        getattr(args, "config", None), redis_url=getattr(args, "redis_url", None), **overrides
+        getattr(args, "config", None),
+        flag_names=FLAG_NAMES,
+        redis_url=getattr(args, "redis_url", None),
+        **overrides,
     )
 
 
@@ -49,7 +64,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.source:
         cameras = [{"id": args.camera_id, "url": args.source, "fps": args.fps}]
     settings = _settings(args, cameras=cameras)
-    return run_all(settings, exit_when_done=not args.keep_running, results_json=args.events_out)
+    return run_all(
+        settings,
+        exit_when_done=not args.keep_running,
+        results_json=args.events_out,
+        metrics_port=args.metrics_port,
+        progress_every_s=args.progress_every,
+    )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -63,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskwatch", description="Live face-mask analytics for CCTV streams."
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=None,
+        help="default info; debug also lets TensorFlow's own start-up lines through",
+    )
+    parser.add_argument("--version", action="version", version=f"maskwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="Read cameras and put sampled frames on Redis Streams")
@@ -87,7 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-id", default="cam1", help="Camera id for --source (default cam1)")
     p.add_argument("--fps", type=float, default=5.0, help="Sampling rate for --source (default 5)")
     p.add_argument("--keep-running", action="store_true", help="Do not exit when every file source is done")
-    p.add_argument("--events-out", metavar="FILE", help="Also write every event as a JSON line to FILE")
+    p.add_argument(
+        "--events-out",
+        metavar="FILE",
+        help="Also write every document (frame events, violations, clips; each with its `type`) as a JSON "
+        "line to FILE",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="The one /metrics port of the run (default ingest.metrics_port, 9101; 0: none); at "
+        "metrics_host, default 127.0.0.1",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="Print progress on file sources this often to stderr (default 5; 0: never)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="Exit 0 if a live process of STAGE keeps its heartbeat")
