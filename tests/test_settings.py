@@ -193,3 +193,41 @@ def test_camera_ids_that_would_name_other_files_are_refused(camera_id: str) -> N
     assert not is_camera_id(camera_id)
     with pytest.raises(ValueError, match="id"):
         CameraConfig(id=camera_id, url="video.mp4")
+
+
+def test_a_config_error_names_its_real_source_and_the_nearest_key(tmp_path, monkeypatch):
+    f = tmp_path / "c.yaml"
+    f.write_text("cameras:\n  - id: door\n    url: /v/door.mp4\nworker:\n  max_bach: 4\n  max_wait_ms: -1\n")
+    monkeypatch.setenv("MASKWATCH_PUBLISHER__READ_COUNT", "0")
+    with pytest.raises(ConfigError) as err:
+        load_settings(f, flag_names={"redis_url": "--redis-url"}, redis_url=12345)
+    lines = {p.split(":")[0]: p for p in err.value.problems}
+    assert lines["worker.max_bach"].endswith(f"[{f}, line 5]"), lines
+    assert "did you mean 'max_batch'?" in lines["worker.max_bach"]
+    assert lines["worker.max_wait_ms"].endswith(f"[{f}, line 6]")
+    assert lines["publisher.read_count"].endswith(
+        "[from environment variable MASKWATCH_PUBLISHER__READ_COUNT]"
+    )
+    assert lines["redis_url"].endswith("[from --redis-url]")
+
+
+def test_unknown_maskwatch_variables_are_warned_about_with_the_nearest_one(monkeypatch, caplog):
+    monkeypatch.setenv("MASKWATCH_WORKR__MAX_BATCH", "8")
+    monkeypatch.setenv("MASKWATCH_REDIS_URL_FILE", "/nonexistent-but-unused")
+    monkeypatch.setenv("MASKWATCH_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("MASKWATCH_SHARED", "/data")  # the tests' data folder: not a setting, never warned
+    with caplog.at_level(logging.WARNING, logger="maskwatch.config.settings"):
+        load_settings()
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "MASKWATCH_WORKR__MAX_BATCH is not a maskwatch setting; it is ignored "
+        "(did you mean MASKWATCH_WORKER__MAX_BATCH?)"
+    ]
+
+
+def test_metrics_host_is_a_setting_with_no_default_of_its_own(monkeypatch):
+    assert load_settings().metrics_host is None  # each command picks: run 127.0.0.1, stages 0.0.0.0
+    monkeypatch.setenv("MASKWATCH_METRICS_HOST", "10.1.2.3")
+    assert load_settings().metrics_host == "10.1.2.3"
+    with pytest.raises(ConfigError, match="metrics_host"):
+        load_settings(None, metrics_host="bad host!")
