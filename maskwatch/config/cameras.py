@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -13,6 +14,42 @@ from maskwatch.core.zones import ZoneError, validate_polygon
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
 HTTP_SCHEMES = ("http://", "https://")
+FILE_SCHEMES = ("file://",)
+SOURCE_SCHEMES = LIVE_SCHEMES + HTTP_SCHEMES + FILE_SCHEMES
+"""Every URL scheme a camera may use; anything else with ``://`` is refused (a path has no scheme)."""
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+_HOST = re.compile(r"[^@/?#]*")
+
+
+def _port_ok(host: str) -> bool:
+    """True when ``host`` (``name``, ``name:port``, ``[v6]:port``) has no port or one from 1 to 65535."""
+    if host.startswith("["):
+        _, _, after = host.partition("]")
+        port = after[1:] if after.startswith(":") else ""
+    else:
+        port = host.rpartition(":")[2] if ":" in host else ""
+    return not port or (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535)
+
+
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a source (unsupported scheme, port that is not a number 1-65535),
+    or None. Never echoes the URL's parts: they may hold credentials."""
+    match = _SCHEME.match(url.strip())
+    if match is None:
+        return None  # a local path
+    scheme = match["scheme"].lower() + "://"
+    if scheme not in SOURCE_SCHEMES:
+        return f"unsupported URL scheme {scheme!r} (use {', '.join(SOURCE_SCHEMES)} or a local file path)"
+    if scheme in FILE_SCHEMES:
+        return None
+    # Passwords may hold "@", ":" or "/", so the userinfo may end at any "@": the port is bad only when
+    # it is bad however the URL is read (no userinfo, or userinfo up to each "@" in turn).
+    rest = match["rest"]
+    starts = [0] + [i + 1 for i, c in enumerate(rest) if c == "@"]
+    hosts = [m[0] for m in (_HOST.match(rest, start) for start in starts) if m]
+    if not any(_port_ok(host) for host in hosts):
+        return "the port in the URL is not a number from 1 to 65535"
+    return None
 
 
 def _valid_polygons(polygons: list[list[tuple[float, float]]], what: str) -> list[list[tuple[float, float]]]:
@@ -139,9 +176,14 @@ class CameraConfig(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _non_empty(cls, v: SecretStr) -> SecretStr:
+    def _usable_url(cls, v: SecretStr, info: Any) -> SecretStr:
+        """Empty URLs, unsupported schemes and bad ports are refused here, naming the camera."""
+        camera = info.data.get("id", "?")
         if not v.get_secret_value().strip():
-            raise ValueError("source URL is empty")
+            raise ValueError(f"camera {camera!r}: source URL is empty")
+        problem = url_problem(v.get_secret_value())
+        if problem:
+            raise ValueError(f"camera {camera!r}: {problem}")
         return v
 
     @property
