@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from maskwatch.ingest.backoff import Backoff
 from maskwatch.ingest.frame_sink import FrameSink
 from maskwatch.ingest.motion import MotionDetector
 from maskwatch.ingest.sampling import FpsSampler, FullFrameSchedule
-from maskwatch.ingest.source import iter_frames
+from maskwatch.ingest.source import SourceRejected, iter_frames
 from maskwatch.runtime.metrics_server import REDIS_ERRORS
 from maskwatch.runtime.redis_conn import REDIS_DOWN
 
@@ -42,6 +44,10 @@ class CameraStats:
     frames_read: int = 0
     frames_published: int = 0
     frames_dropped: int = 0
+    frames_redis_dropped: int = 0
+    """Live frames not sent because Redis was unreachable (the camera stayed connected)."""
+    opens: int = 0
+    """Times the source was opened and delivered frames (the first open and every reopen)."""
     frames_full: int = 0
     motion_kinds: dict[str, int] = field(default_factory=dict)
     """Published frames by motion outcome (``motion``/``still``/``calibrating``); empty when motion is off."""
@@ -59,10 +65,18 @@ class CameraReader:
         backoff: Backoff,
         stop: threading.Event,
         redis_retry_s: float,
+        redis_backoff: Backoff | None = None,
     ) -> None:
-        """``redis_retry_s``: pause between attempts while Redis is unreachable (``ingest.redis_retry_s``)."""
+        """``redis_retry_s``: pause between attempts while Redis is unreachable (``ingest.redis_retry_s``);
+        ``redis_backoff``: pauses between frame writes while Redis is unreachable (default: from
+        ``redis_retry_s`` up to 5 s). Redis outages never close the source."""
         self.camera, self.sink, self.backoff, self.stop = camera, sink, backoff, stop
         self.redis_retry_s = redis_retry_s
+        self.redis_backoff = redis_backoff or Backoff(redis_retry_s, max(redis_retry_s, 5.0))
+        self._redis_down = False
+        self._redis_retry_at = 0.0  # live sources: monotonic time of the next write attempt while down
+        self._resume_pts: float | None = None  # a file: media time of the last frame already sent
+        self._source_id = _fingerprint(camera) if not camera.is_live else None
         self.state = CameraState.STOPPED
         self.stats = CameraStats()
         self.seq = 0
@@ -102,6 +116,9 @@ class CameraReader:
             metrics.FRAMES_PUBLISHED,
             metrics.FRAMES_DROPPED,
             metrics.RECONNECTS,
+            metrics.OPENS,
+            metrics.REDIS_DROPPED,
+            metrics.REDIS_WAIT,
         ):
             counter.labels(cam.id).inc(0)  # export every camera's series from the start
         metrics.FULL_FRAMES.labels(cam.id).inc(0)
@@ -111,6 +128,13 @@ class CameraReader:
                 metrics.MOTION_FRAMES.labels(cam.id, kind).inc(0)
         self.seq = self._register()
         first_seq = self.seq
+        if self._resume_pts is not None:
+            log.info(
+                "camera %s: resuming the file after media time %.3fs (seq %d)",
+                cam.id,
+                self._resume_pts,
+                self.seq,
+            )
         while not self.stop.is_set():
             self._set_state(CameraState.CONNECTING)
             try:
@@ -121,8 +145,6 @@ class CameraReader:
                     self._set_state(CameraState.FAILED)
                     self._end(first_seq, reason=f"error: {e.kind}")
                     return
-            except REDIS_DOWN as e:
-                self._failed(SourceError(f"camera {cam.id}: Redis unreachable: {e}", ErrorKind.REDIS))
             else:
                 if self.stop.is_set():
                     break
@@ -132,6 +154,7 @@ class CameraReader:
                     log.info("camera %s: end of file after %d frames", cam.id, self.seq - first_seq)
                     return
                 if cam.loop:
+                    self._resume_pts = None  # the next pass starts at the beginning
                     continue
                 self._failed(SourceError(f"camera {cam.id}: stream ended", ErrorKind.ENDED))
             self._set_state(CameraState.BACKOFF)
@@ -146,14 +169,21 @@ class CameraReader:
     def _stream(self) -> None:
         cam = self.camera
         sampler = FpsSampler(cam.fps)
+        start_after = self._resume_pts
+        if start_after is not None:
+            sampler.resume_after(start_after)  # the same frames as a run that never stopped
         self._full.reset()  # a (re)opened source starts with a full pass and a fresh background
         if self._motion is not None:
             self._motion.reset()
         start_wall: float | None = None
         start_media = 0.0
-        for decoded in iter_frames(cam):
+        opened = False
+        for decoded in iter_frames(cam, start_after):
             if self.stop.is_set():
                 return
+            if not opened:
+                opened = True
+                self.stats.opens += 1
             now = time.time()
             if self.state is not CameraState.STREAMING:
                 self._set_state(CameraState.STREAMING)
@@ -195,8 +225,13 @@ class CameraReader:
             motion=motion,
             full=full,
         )
-        dropped, waited = self.sink.put(msg, self._policy, self.stop)
+        written = self._write(msg)
+        if written is None:
+            return
+        dropped, waited = written
         self.seq += 1
+        if self._source_id is not None:
+            self._resume_pts = pts  # a reopen (source error) resumes after it too
         self.stats.frames_published += 1
         metrics.FRAMES_PUBLISHED.labels(cam.id).inc()
         if full:
@@ -207,6 +242,63 @@ class CameraReader:
             metrics.FRAMES_DROPPED.labels(cam.id).inc(dropped)
         if waited:
             metrics.BACKLOG_WAIT.labels(cam.id).inc(waited)
+
+    def _write(self, msg: FrameMessage) -> tuple[int, float] | None:
+        """Put ``msg`` on the stream through Redis outages without closing the source: a live frame is
+        dropped and counted while Redis is down (one attempt per backoff delay); a file waits with backoff
+        and retries the same frame. Returns the sink's (dropped, waited), or None if not written."""
+        cam = self.camera.id
+        while True:
+            if self._policy == "drop_oldest" and self._redis_down and time.monotonic() < self._redis_retry_at:
+                self._drop_for_redis()
+                return None
+            try:
+                written = self.sink.put(msg, self._policy, self.stop, self._source_id)
+            except REDIS_DOWN as e:
+                REDIS_ERRORS.labels("ingest").inc()
+                delay = self.redis_backoff.next_delay()
+                if not self._redis_down:
+                    self._redis_down = True
+                    metrics.ERRORS.labels(cam, ErrorKind.REDIS).inc()
+                    log.warning(
+                        "camera %s: Redis unreachable (%s); %s",
+                        cam,
+                        e,
+                        "dropping frames until it is back, source kept open"
+                        if self._policy == "drop_oldest"
+                        else "holding the file's place until it is back",
+                    )
+                if self._policy == "drop_oldest":
+                    self._redis_retry_at = time.monotonic() + delay
+                    self._drop_for_redis()
+                    return None
+                t0 = time.monotonic()
+                stopped = self.stop.wait(delay)
+                metrics.REDIS_WAIT.labels(cam).inc(time.monotonic() - t0)
+                if stopped:
+                    return None
+                continue
+            if self._redis_down:
+                self._redis_down = False
+                self.redis_backoff.reset()
+                log.info(
+                    "camera %s: Redis is back (%d live frames dropped meanwhile)",
+                    cam,
+                    self.stats.frames_redis_dropped,
+                )
+                self._announce()
+            return written
+
+    def _drop_for_redis(self) -> None:
+        self.stats.frames_redis_dropped += 1
+        metrics.REDIS_DROPPED.labels(self.camera.id).inc()
+
+    def _announce(self) -> None:
+        """Register the camera again after an outage (a restarted Redis may have lost the camera set)."""
+        try:
+            self.sink.register(self.camera.id)
+        except REDIS_DOWN as e:
+            log.warning("camera %s: could not register again in Redis: %s", self.camera.id, e)
 
     def _detect_motion(self, image) -> tuple[tuple[Box, ...] | None, bool]:
         """Motion boxes of the published ``image`` (None when off) and whether the detector recalibrates."""
@@ -222,9 +314,18 @@ class CameraReader:
         return result.boxes, result.calibrating
 
     def _register(self) -> int:
+        """Announce the camera; the next seq. A file recorded under the same fingerprint resumes after the
+        media time of its last frame sent (``last_pts`` of the camera's hash)."""
         while not self.stop.is_set():
             try:
-                return self.sink.register(self.camera.id)
+                position = self.sink.register(self.camera.id)
+                if (
+                    self._source_id is not None
+                    and position.last_pts is not None
+                    and position.source == self._source_id
+                ):
+                    self._resume_pts = position.last_pts
+                return position.next_seq
             except REDIS_DOWN as e:
                 log.warning("camera %s: Redis unreachable (%s); retrying", self.camera.id, e)
                 self.stop.wait(self.redis_retry_s)
@@ -247,6 +348,8 @@ class CameraReader:
     def _failed(self, err: SourceError) -> None:
         self.stats.last_error = str(err)
         metrics.ERRORS.labels(self.camera.id, err.kind).inc()
+        if isinstance(err, SourceRejected):
+            metrics.REJECTED.labels(self.camera.id, err.reason).inc()
         log.error("%s%s", err, "" if err.retryable else " (not retried)")
 
     def _set_state(self, state: CameraState) -> None:
@@ -263,3 +366,16 @@ class CameraReader:
         except redis.RedisError as e:  # the state hash is informative: the camera carries on without it
             REDIS_ERRORS.labels("ingest").inc()
             log.warning("camera %s: could not record state %s in Redis: %s", cam, state.value, e)
+
+
+def _fingerprint(camera: CameraConfig) -> str:
+    """Which file a camera reads: its URL and, for a local file, size and modification time (a replaced
+    file starts over). A digest: the hash never holds the URL (it may carry credentials)."""
+    url = camera.url.get_secret_value()
+    parts = [url]
+    try:
+        st = os.stat(url)
+        parts += [str(st.st_size), str(st.st_mtime_ns)]
+    except OSError:
+        pass
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]

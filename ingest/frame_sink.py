@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
 
 from maskwatch.config.settings import Settings
 from maskwatch.core.contracts import EndOfStream, FrameMessage
 from maskwatch.core.keys import Keys
+
+# One frame, written once: a retry after a lost reply finds its seq recorded and writes nothing (-1).
+# KEYS: stream, camera hash. ARGV: seq, maxlen (0: no trimming), pts ("" : not recorded), source, fields...
+_PUT = """
+local last = redis.call('HGET', KEYS[2], 'last_seq')
+if last and tonumber(last) >= tonumber(ARGV[1]) then return -1 end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local before = redis.call('XLEN', KEYS[1])
+if ARGV[2] ~= '0' then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+else
+  redis.call('XADD', KEYS[1], '*', unpack(fields))
+end
+local after = redis.call('XLEN', KEYS[1])
+redis.call('HSET', KEYS[2], 'last_seq', ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'last_pts', ARGV[3], 'source', ARGV[4]) end
+return before + 1 - after
+"""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a camera's stream stands in Redis (its hash): the next sequence number and, for a file, the
+    media time of the last frame sent and which file it was (``source``, a fingerprint)."""
+
+    next_seq: int
+    last_pts: float | None = None
+    source: str = ""
 
 
 class FrameSink:
@@ -25,6 +55,7 @@ class FrameSink:
     ) -> None:
         self.client, self.keys = client, keys
         self.max_len, self.max_backlog, self.poll_max_s = max_len, max_backlog, poll_max_s
+        self._put = client.register_script(_PUT)
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> FrameSink:
@@ -38,32 +69,38 @@ class FrameSink:
             cfg.backlog_poll_max_s,
         )
 
-    def register(self, camera: str) -> int:
-        """Announce the camera to workers; return the next sequence number (continues after restarts)."""
+    def register(self, camera: str) -> Position:
+        """Announce the camera to workers; return where its stream stands (continues after restarts)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.keys.cameras, camera)
-        pipe.hget(self.keys.camera_state(camera), "last_seq")
-        _, last = pipe.execute()
-        return int(last) + 1 if last is not None else 0
+        pipe.hmget(self.keys.camera_state(camera), ["last_seq", "last_pts", "source"])
+        _, (last, pts, source) = pipe.execute()
+        return Position(
+            int(last) + 1 if last is not None else 0,
+            float(pts) if pts is not None else None,
+            source.decode() if source is not None else "",
+        )
 
-    def put(self, msg: FrameMessage, policy: str, stop: threading.Event) -> tuple[int, float]:
-        """Add one frame; returns (frames dropped by trimming, seconds waited for room)."""
+    def put(
+        self, msg: FrameMessage, policy: str, stop: threading.Event, source: str | None = None
+    ) -> tuple[int, float]:
+        """Add one frame, at most once per seq (a retry after a lost reply writes nothing); returns (frames
+        dropped by trimming, seconds waited for room). ``source``: a file's fingerprint, recorded with the
+        frame's ``pts`` and seq in the camera's hash so a restarted ingest resumes after it."""
         key = self.keys.frames(msg.camera)
         state = self.keys.camera_state(msg.camera)
-        if policy == "drop_oldest":
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xlen(key)
-            pipe.xadd(key, msg.to_fields(), maxlen=self.max_len, approximate=True)
-            pipe.xlen(key)
-            pipe.hset(state, "last_seq", msg.seq)
-            before, _, after, _ = pipe.execute()
-            return max(0, before + 1 - after), 0.0
-        waited = self._wait_for_room(key, stop)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(key, msg.to_fields())
-        pipe.hset(state, "last_seq", msg.seq)
-        pipe.execute()
-        return 0, waited
+        waited = 0.0 if policy == "drop_oldest" else self._wait_for_room(key, stop)
+        record_pts = source is not None and msg.pts is not None
+        args: list[bytes | str | int] = [
+            msg.seq,
+            self.max_len if policy == "drop_oldest" else 0,
+            repr(msg.pts) if record_pts else "",
+            source or "",
+        ]
+        for name, value in msg.to_fields().items():
+            args += [name, value]
+        dropped = int(self._put(keys=[key, state], args=args))
+        return max(0, dropped), waited
 
     def end(self, eos: EndOfStream) -> None:
         """Mark the end of a file source on its stream."""

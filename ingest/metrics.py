@@ -39,3 +39,24 @@ FULL_FRAMES = Counter(
     "Published frames marked for a full-frame pass (start, reconnect, interval, recalibration)",
     ["camera"],
 )
+OPENS = Counter(
+    "maskwatch_camera_opens_total",
+    "Times the source was opened successfully (the first open and every reopen)",
+    ["camera"],
+)
+REJECTED = Counter(
+    "maskwatch_camera_rejected_total",
+    "Sources refused for good, never retried: reason scheme (unsupported URL scheme), port (not a number "
+    "1-65535) or format (a file that is not a video in a supported container)",
+    ["camera", "reason"],
+)
+REDIS_DROPPED = Counter(
+    "maskwatch_ingest_frames_redis_dropped_total",
+    "Sampled live frames dropped because Redis was unreachable (the camera stays connected)",
+    ["camera"],
+)
+REDIS_WAIT = Counter(
+    "maskwatch_ingest_redis_wait_seconds_total",
+    "Time a file source waited for Redis to come back, holding its place in the file",
+    ["camera"],
+)

@@ -10,6 +10,10 @@ class FpsSampler:
         self.period = 1.0 / fps
         self._next: float | None = None
 
+    def resume_after(self, time_s: float) -> None:
+        """Continue the grid of a run whose last kept frame was at ``time_s`` (a resumed file)."""
+        self._next = time_s + self.period
+
     def keep(self, time_s: float) -> bool:
         """True if the frame at ``time_s`` is kept."""
         if self._next is None or time_s < self._next - 10 * self.period:  # first frame, or time jumped back

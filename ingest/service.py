@@ -78,6 +78,7 @@ class IngestService(Stage):
                 Backoff(cfg.backoff_initial_s, cfg.backoff_max_s),
                 self._reader_stop,
                 cfg.redis_retry_s,
+                Backoff(cfg.redis_retry_s, max(cfg.redis_retry_s, self.options.redis_retry_max_s)),
             )
             for c in self.cameras
         ]
@@ -93,6 +94,7 @@ class IngestService(Stage):
         return {
             "cameras": len(self.readers),
             "streaming": sum(r.state is CameraState.STREAMING for r in self.readers),
+            "failed": sum(r.state is CameraState.FAILED for r in self.readers),
         }
 
     def on_stop(self, deadline: float) -> None:

@@ -25,6 +25,15 @@ def test_sampler_restarts_when_time_jumps_back():
     assert s.keep(0.0)  # a reconnect starts timestamps over
 
 
+def test_sampler_resumed_after_a_kept_frame_keeps_the_same_frames():
+    times = [i / 30 for i in range(300)]
+    whole = FpsSampler(5)
+    kept = [t for t in times if whole.keep(t)]
+    resumed = FpsSampler(5)
+    resumed.resume_after(kept[9])
+    assert [t for t in times if t > kept[9] and resumed.keep(t)] == kept[10:]
+
+
 def test_backoff_grows_is_capped_and_jittered():
     b = Backoff(1.0, 8.0, random.Random(1))
     delays = [b.next_delay() for _ in range(8)]
