@@ -243,3 +243,19 @@ def test_tensorflow_start_up_lines_only_at_debug_level():
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert quiet.stderr.strip() == "imported", quiet.stderr
     assert len(loud.stderr.splitlines()) > 1, "debug lets TensorFlow's own lines through"
+
+
+def test_ctrl_c_while_the_models_load_still_prints_a_summary_and_stops_redis(videos, tmp_path):
+    log = tmp_path / "run.log"
+    proc = _start(["run", "--source", str(videos / "bare_then_masked_720p.mp4")], _env(), log)
+    try:
+        sock = _private_socket(log)  # logged before the stages (and the models) are built
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert rc == 0 and "Traceback" not in text, text[-3000:]
+    assert "maskwatch run: interrupted before the stages started" in text
+    wait_for(lambda: not _pids_with(str(Path(sock).parent)), 20, what="no redis-server left")

@@ -225,11 +225,11 @@ class _Run:
         if self.stop.is_set():
             return self._interrupted_before_start()
         try:
-            self.services = {
-                "ingest": build_stage("ingest", settings),
-                "worker": build_stage("worker", settings),
-                "publisher": build_stage("publisher", settings, on_event=self.sink),
-            }
+            for name in ("ingest", "worker", "publisher"):  # the worker loads the models: seconds
+                if self.stop.is_set():
+                    return self._interrupted_before_start()
+                on_event = self.sink if name == "publisher" else None
+                self.services[name] = build_stage(name, settings, on_event=on_event)
             if settings.mqtt.url is not None:  # the MQTT sink only where a broker is configured
                 self.services["mqtt"] = build_stage("mqtt", settings)
             if settings.webhooks:  # the webhook sink only where endpoints are configured
@@ -259,6 +259,7 @@ class _Run:
         return self._supervise(exit_when_done, progress_every_s)
 
     def _interrupted_before_start(self) -> int:
+        self.services = {}  # built, never run: nothing to summarise but that
         self._print_summary("interrupted before the stages started")
         return 0
 
