@@ -48,6 +48,63 @@ def tile_region(region: Box, size: int, overlap: int = TILE_OVERLAP) -> list[Box
     ]
 
 
+EDGE_MARGIN = 8.0
+"""A box within this many pixels of a crop's border is cut by it."""
+
+
+def _aligned(box: Box, width: int, height: int, align: int) -> Box:
+    """``box`` moved (by less than ``align``, same size) to start at multiples of ``align`` inside the frame."""
+    if align <= 1:
+        return box
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    left = min(round(x1 / align) * align, (width - bw) // align * align)
+    top = min(round(y1 / align) * align, (height - bh) // align * align)
+    left, top = max(left, 0), max(top, 0)
+    return (left, top, left + bw, top + bh)
+
+
+def _views(region: Box, size: int) -> dict[Box, Box]:
+    """The squares searched for ``region`` (each mapped to its region): the region itself and, when it is
+    larger than the network's input, also its native-resolution tiles."""
+    tiles = tile_region(region, size)
+    return {region: region} | ({t: region for t in tiles} if len(tiles) > 1 else {})
+
+
+def _on_border(boxes: np.ndarray, views: np.ndarray | Box, outer: np.ndarray | Box) -> np.ndarray:
+    """(N,) True where a box reaches a border of its view (``views``: one square, or one per box) that
+    lies inside ``outer`` (one square, or one per box), i.e. a border that may have cut it."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    v = np.broadcast_to(np.asarray(views, np.float64).reshape(-1, 4), b.shape)
+    o = np.broadcast_to(np.asarray(outer, np.float64).reshape(-1, 4), b.shape)
+    m = EDGE_MARGIN
+    return (
+        ((b[:, 0] <= v[:, 0] + m) & (v[:, 0] > o[:, 0]))
+        | ((b[:, 1] <= v[:, 1] + m) & (v[:, 1] > o[:, 1]))
+        | ((b[:, 2] >= v[:, 2] - m) & (v[:, 2] < o[:, 2]))
+        | ((b[:, 3] >= v[:, 3] - m) & (v[:, 3] < o[:, 3]))
+    )
+
+
+def _square_around(box: np.ndarray, size: int, width: int, height: int) -> Box:
+    """A square of side max(``size``, twice the box's long side) centred on ``box``, inside the frame."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = int(min(max(size, 2 * max(x2 - x1, y2 - y1)), width, height))
+    left = min(max(int(round((x1 + x2 - side) / 2)), 0), width - side)
+    top = min(max(int(round((y1 + y2 - side) / 2)), 0), height - side)
+    return (left, top, left + side, top + side)
+
+
+def touches(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """(N,) True where a box intersects at least one of ``others``."""
+    a = np.asarray(boxes, np.float64).reshape(-1, 1, 4)
+    o = np.asarray(others, np.float64).reshape(1, -1, 4)
+    hit = (
+        (a[..., 0] < o[..., 2]) & (a[..., 2] > o[..., 0]) & (a[..., 1] < o[..., 3]) & (a[..., 3] > o[..., 1])
+    )
+    return hit.any(axis=1)
+
+
 @runtime_checkable
 class RegionDetector(Protocol):
     """A detector that searches same-size crops in one call, as they are (no resize of its own)."""
@@ -199,10 +256,47 @@ class FaceAnalyzer:
                 out[i] = faces
         if not regional:
             return out
+        found = self._search_regions(frames, {i: list(plan) for i, plan in enumerate(plans) if plan}, size)
+        cut = {
+            i: _on_border(f.boxes, where, (0, 0, frames[i].shape[1], frames[i].shape[0]))
+            for i, (f, where) in found.items()
+        }
+        again = {  # a face cut by a region's border: look again in a square around it (as Frigate does)
+            i: [_square_around(b, size, frames[i].shape[1], frames[i].shape[0]) for b in f.boxes[cut[i]]]
+            for i, (f, _) in found.items()
+            if cut[i].any()
+        }
+        second = self._search_regions(frames, again, size) if again else {}
+        iou = float(getattr(self.detector, "nms_iou", None) or DEFAULT_NMS_IOU)
+        finish = getattr(self.detector, "finish_regions", None)  # e.g. box calibration, in frame pixels
+        for i, (faces, _) in found.items():
+            h, w = frames[i].shape[:2]
+            if i in second:  # the second look replaces the cut faces it overlaps
+                better = second[i][0]
+                redone = touches(faces.boxes, better.boxes) & cut[i]
+                faces = Faces.merge([faces[~redone], better])
+            faces = nms(faces, iou).clip(w, h)
+            out[i] = finish(faces, w, h) if finish is not None else faces
+        return out
+
+    def _search_regions(
+        self, frames: Sequence[np.ndarray], regions: dict[int, list[Box]], size: int
+    ) -> dict[int, tuple[Faces, np.ndarray]]:
+        """Every region of every frame in one ``detect_regions`` call: a region larger than ``size`` is
+        searched whole (resized to the input: its large faces) and in native-resolution tiles (its small
+        ones, :func:`tile_region`); a tile's face cut by another tile's border is dropped (it is whole in
+        the region's view or a neighbouring tile). Per frame: its faces (frame pixels, no NMS yet) and
+        the region each was found in, ``(N, 4)``."""
+        align = int(getattr(self.detector, "region_align", 1) or 1)
         crops, where = [], []
-        for i, plan in enumerate(plans):
-            tiles = dict.fromkeys(t for region in plan or () for t in tile_region(region, size))
-            for x1, y1, x2, y2 in tiles:
+        for i, frame_regions in regions.items():
+            h, w = frames[i].shape[:2]
+            views: dict[Box, Box] = {}
+            for region in frame_regions:
+                outer = _aligned(tuple(int(v) for v in region), w, h, align)  # type: ignore[arg-type]
+                for view, whole in _views(outer, size).items():
+                    views.setdefault(_aligned(view, w, h, align), whole)
+            for (x1, y1, x2, y2), region in views.items():
                 crop = frames[i][y1:y2, x1:x2]
                 if crop.shape[:2] != (size, size):
                     shrink = crop.shape[0] > size
@@ -210,27 +304,26 @@ class FaceAnalyzer:
                         crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
                     )
                 crops.append(np.ascontiguousarray(crop))
-                where.append((i, x1, y1, (x2 - x1) / size, (y2 - y1) / size))
+                where.append((i, (x1, y1, x2, y2), region))
         if not crops:
-            return out
+            return {}
         assert isinstance(self.detector, RegionDetector)
         found = self.detector.detect_regions(crops)
         parts: dict[int, list[Faces]] = {}
-        for faces, (i, x1, y1, sx, sy) in zip(found, where, strict=True):
+        found_in: dict[int, list[np.ndarray]] = {}
+        for faces, (i, view, region) in zip(found, where, strict=True):
             if not len(faces):
                 continue
+            x1, y1, x2, y2 = view
+            sx, sy = (x2 - x1) / size, (y2 - y1) / size
             scale = np.array([sx, sy, sx, sy], np.float32)
             offset = np.array([x1, y1, x1, y1], np.float32)
             landmarks = None
             if faces.landmarks is not None:
                 landmarks = faces.landmarks * scale[:2] + offset[:2]
-            parts.setdefault(i, []).append(
-                Faces(faces.boxes * scale + offset, faces.scores, landmarks=landmarks)
-            )
-        iou = float(getattr(self.detector, "nms_iou", None) or DEFAULT_NMS_IOU)
-        finish = getattr(self.detector, "finish_regions", None)  # e.g. box calibration, in frame pixels
-        for i, p in parts.items():
-            h, w = frames[i].shape[:2]
-            faces = nms(Faces.merge(p), iou).clip(w, h)
-            out[i] = finish(faces, w, h) if finish is not None else faces
-        return out
+            mapped = Faces(faces.boxes * scale + offset, faces.scores, landmarks=landmarks)
+            if view != region:  # a tile: drop faces its inner borders cut
+                mapped = mapped[~_on_border(mapped.boxes, view, region)]
+            parts.setdefault(i, []).append(mapped)
+            found_in.setdefault(i, []).append(np.tile(np.asarray(region, np.float64), (len(mapped), 1)))
+        return {i: (Faces.merge(p), np.concatenate(found_in[i])) for i, p in parts.items()}

@@ -82,3 +82,64 @@ def test_analyzer_runs_one_classifier_call_per_batch_and_applies_the_threshold()
     assert [len(a) for a in everything(frames)] == [2, 2, 2]
     assert everything([]) == [] and set(everything.seconds) == {"detect", "classify"}
     assert everything.models == {"detector": "stub-detector", "classifier": "stub-classifier"}
+
+
+@pytest.fixture(scope="module")
+def retinaface_analyzer() -> FaceAnalyzer:
+    """The shipped default detector (RetinaFace ONNX) with the stub classifier: real region search."""
+    from maskwatch.runtime.model_factory import build_detector
+
+    return FaceAnalyzer(build_detector(DetectorSettings(type="retinaface")), _StubClassifier(), 0.1)
+
+
+def _scene(face_px: float, centre: tuple[float, float]) -> np.ndarray:
+    from tests.support.media import background, face_photo, paste_face
+
+    frame = background(1280, 720, seed=3)
+    photo = face_photo()
+    paste_face(frame, photo, centre, face_px / photo.shape[1] * 2.2)
+    return frame
+
+
+def _best(faces: Faces, box: np.ndarray) -> tuple[float, float]:
+    from maskwatch.core.faces import iou_matrix
+
+    if not len(faces):
+        return 0.0, 0.0
+    ious = iou_matrix(box.reshape(1, 4), faces.boxes)[0]
+    return float(ious.max()), float(faces.scores[int(ious.argmax())])
+
+
+@pytest.mark.parametrize("offset", [(5, 13), (17, 29), (0, 0)])
+def test_a_region_finds_a_small_face_as_the_whole_frame_does_wherever_the_region_starts(
+    retinaface_analyzer, offset
+):
+    frame = _scene(40, (1000.5, 250.5))
+    (whole,) = retinaface_analyzer.analyze([frame], [None])
+    assert len(whole.faces) == 1, "the whole-frame pass finds the face"
+    box, score = whole.faces.boxes[0], float(whole.faces.scores[0])
+    x, y = 850 + offset[0], 100 + offset[1]  # off the anchor grid unless snapped to it
+    (regional,) = retinaface_analyzer.analyze([frame], [[(x, y, x + 320, y + 320)]])
+    iou, region_score = _best(regional.faces, box)
+    assert iou > 0.9 and abs(region_score - score) < 0.02, (iou, region_score, score)
+
+
+def test_a_face_larger_than_the_region_input_is_found_whole_not_in_tile_fragments(retinaface_analyzer):
+    frame = _scene(300, (640, 380))
+    (whole,) = retinaface_analyzer.analyze([frame], [None])
+    box = whole.faces.boxes[0]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = 480  # a tracked face's region, larger than the 320 input: tiled, and searched whole
+    region = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
+    (regional,) = retinaface_analyzer.analyze([frame], [[region]])
+    assert len(regional.faces) == 1 and _best(regional.faces, box)[0] > 0.8, regional.faces.boxes
+
+
+def test_a_face_cut_by_a_regions_border_is_looked_at_again_and_found_whole(retinaface_analyzer):
+    frame = _scene(150, (700, 400))
+    (whole,) = retinaface_analyzer.analyze([frame], [None])
+    box = whole.faces.boxes[0]
+    cut = int(box[1] + 0.7 * (box[3] - box[1]))
+    region = (int(box[0]) - 100, cut - 320, int(box[0]) + 220, cut)  # ends across the face, above the chin
+    (regional,) = retinaface_analyzer.analyze([frame], [[region]])
+    assert len(regional.faces) == 1 and _best(regional.faces, box)[0] > 0.8, regional.faces.boxes

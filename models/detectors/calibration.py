@@ -131,6 +131,7 @@ class CalibratedDetector:
         self.calibration = calibration
         self.name = f"{inner.name}+boxcal"
         self.nms_iou = getattr(inner, "nms_iou", None)
+        self.region_align = getattr(inner, "region_align", 1)
         # region search passes through; the boxes are calibrated once back in the frame
         if hasattr(inner, "detect_regions"):
             self.detect_regions = inner.detect_regions
