@@ -31,6 +31,8 @@ class BufferedFrame:
     labels: tuple[str, ...] = ()
     jpeg: bytes | None = None
     pixels: np.ndarray | None = None
+    pts: float | None = None
+    """Media time in the source file (seconds), None for live cameras: what a clip's clock shows."""
 
     def __post_init__(self) -> None:
         if not self.labels and len(self.faces):

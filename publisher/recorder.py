@@ -156,6 +156,7 @@ class MediaRecorder:
                 event.labels,
                 jpeg=result.image or None,
                 pixels=None if result.image else event.pixels,
+                pts=result.pts,
             )
             self.current[frame.camera] = frame
             self.clips.add_frame(frame)

@@ -23,6 +23,20 @@ def utc_text(ts: float) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 100_000} UTC"
 
 
+def media_text(pts: float) -> str:
+    """``00:01:23.4``: a file source's media time, drawn on its clips instead of the wall clock."""
+    tenths = max(0, round(pts * 10))
+    seconds, tenth = divmod(tenths, 10)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours:02d}:{minute:02d}:{second:02d}.{tenth}"
+
+
+def clock_text(frame: BufferedFrame) -> str:
+    """What a clip frame's clock shows: media time for files (``pts``), the capture time otherwise."""
+    return media_text(frame.pts) if frame.pts is not None else utc_text(frame.ts)
+
+
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
     """Write ``text`` in the top-left corner on a dark band, in place."""
     h, w = frame.shape[:2]
@@ -86,7 +100,7 @@ def render_frame(
         cv2.polylines(img, [pts], True, ZONE_COLOUR_BGR, max(1, round(min(h, w) / 540)))
     img = draw_faces(img, faces, frame.labels)
     draw_track_ids(img, faces, names)
-    draw_caption(img, f"{frame.camera}  {utc_text(frame.ts)}")
+    draw_caption(img, f"{frame.camera}  {clock_text(frame)}")
     if max_width and w > max_width:
         img = cv2.resize(img, (max_width, round(h * max_width / w)), interpolation=cv2.INTER_AREA)
     return img

@@ -253,3 +253,28 @@ def test_a_result_holding_nan_cannot_be_written():
     faces = Faces(np.array([[1, 2, 30, 40]], np.float32), np.array([np.nan]), None)
     with pytest.raises(ValueError, match="Out of range float"):
         ResultMessage("cam", 3, 1.0, 64, 48, 2.0, faces).to_fields()
+
+
+def test_a_results_media_time_round_trips_and_is_optional():
+    faces = Faces(
+        np.array([[1, 2, 3, 4]], np.float32),
+        np.array([0.9], np.float32),
+        np.array([[0.1, 0.8, 0.1]]),
+        CLASSES,
+    )
+    with_pts = ResultMessage("cam", 3, 1.0e9, 10, 10, 1.0e9, faces, pts=12.4)
+    assert decode_result_entry(_b(with_pts.to_fields())).pts == 12.4
+    assert (
+        decode_result_entry(_b(ResultMessage("cam", 3, 1.0e9, 10, 10, 1.0e9, faces).to_fields())).pts is None
+    )
+    with pytest.raises(ContractError, match="pts"):
+        decode_result_entry(_b(with_pts.to_fields() | {"pts": "nan"}))
+
+
+def test_clips_of_files_show_media_time_and_live_clips_the_capture_time():
+    from maskwatch.publisher.frames import BufferedFrame
+    from maskwatch.publisher.render import clock_text
+
+    empty = Faces.empty(CLASSES)
+    assert clock_text(BufferedFrame("cam", 1, 1_764_000_000.0, empty, pts=3723.46)) == "01:02:03.5"
+    assert clock_text(BufferedFrame("cam", 1, 1_764_000_000.0, empty)).endswith(" UTC")

@@ -38,6 +38,9 @@ def test_file_source_yields_exactly_one_event_per_sampled_frame_in_order(redis_u
     assert e["schema"] == "maskwatch.frame" and e["schema_version"] == 1 and e["camera"] == "door"
     assert e["width"] == 1280 and e["height"] == 720
     assert e["capture_ts"] <= e["processed_ts"] <= e["published_ts"]
+    # a file's frames carry their media time: sampled at 5 fps, one every 0.2 s of the file
+    pts = np.array([ev["pts"] for ev in events])
+    assert 0 <= pts[0] < 0.2 and np.allclose(np.diff(pts), 0.2, atol=0.05), pts
     assert sum(len(ev["faces"]) for ev in events) >= 30, "the woman's face is found in most frames"
     face = next(f for ev in events for f in ev["faces"])
     assert set(face) == {"box", "score", "class", "probs"} and len(face["box"]) == 4

@@ -134,6 +134,7 @@ class BatchInference:
                     image=f.image if self.include_image else None,
                     encoding=f.encoding,
                     detection=plan.mode,
+                    pts=f.pts,
                 )
             )
         changed = {cam: s for cam, s in after.items() if s is not before[cam]}

@@ -269,6 +269,8 @@ class ResultMessage:
     detection: str = "full"
     """How the frame was searched: ``full`` (whole frame), ``regions`` (around motion and tracked
     faces; faces outside them are carried forward, ``faces.carried``), ``none`` (nothing moved)."""
+    pts: float | None = None
+    """The frame's media time in seconds (file sources; field ``pts``), copied from its frame message."""
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTION_MODES:
@@ -297,6 +299,8 @@ class ResultMessage:
             "h": str(self.height),
             "data": json.dumps(data, separators=(",", ":"), allow_nan=False),
         }
+        if self.pts is not None:
+            fields["pts"] = repr(self.pts)
         if self.image is not None:
             fields["img"] = self.image
             fields["enc"] = self.encoding
@@ -339,6 +343,7 @@ class ResultMessage:
             detection=detection,
             image=bytes(image) if image else None,
             encoding=encoding,
+            pts=_bounded(fields, "pts", -MAX_MEDIA_TIME_S, MAX_MEDIA_TIME_S) if b"pts" in fields else None,
         )
 
 

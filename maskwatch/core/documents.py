@@ -55,6 +55,7 @@ class FrameEvent(TypedDict):
     width: int
     height: int
     detection: str
+    pts: float | None
     faces: list[FaceDoc]
     counts: dict[str, int]
     violations: int
@@ -162,6 +163,7 @@ def frame_event(
         "width": result.width,
         "height": result.height,
         "detection": result.detection,
+        "pts": result.pts,
         "faces": faces,
         "counts": counts,
         "violations": sum(counts.get(c, 0) for c in set(violation_classes)),
