@@ -185,3 +185,36 @@ def test_a_files_state_runs_on_media_time_not_on_read_time():
     assert state.cached_probs(box, 6.0, **kwargs) is not None
     assert state.cached_probs(box, 7.5, **kwargs) is None, "2 s of media time passed: classify again"
     assert state.cached_probs(box, 1.0, **kwargs) is None, "a replayed file's clock went back"
+
+
+def test_a_batch_runs_in_waves_each_frame_planned_from_its_cameras_earlier_frames():
+    """Two cameras, two frames each, in one batch: a camera's second frame sees the face its first found
+    (a still face is carried, a moving one is searched where it was), each wave one detector call across
+    both cameras."""
+    from maskwatch.config.stages import WorkerSettings
+    from maskwatch.worker.inference import waves
+
+    detector, classifier = BrightSquares(), CountingClassifier()
+    analyzer = FaceAnalyzer(detector, classifier, 0.1)  # type: ignore[arg-type]
+    inference = BatchInference(analyzer, "w", WorkerSettings(regions=True, stationary_recheck_s=5.0))
+    a, b = (600, 300, 660, 360), (200, 200, 250, 250)
+    moved = (215, 200, 265, 250)
+    batch = [
+        FrameMessage("a", 0, 1000.0, W, H, _jpeg(a), motion=(), full=True),
+        FrameMessage("b", 0, 1000.0, W, H, _jpeg(b), motion=(), full=True),
+        FrameMessage("b", 1, 1000.2, W, H, _jpeg(moved), motion=((225, 205, 260, 245),)),
+        FrameMessage("a", 1, 1000.2, W, H, _jpeg(a), motion=()),
+    ]
+    assert waves(batch) == [[0, 1], [2, 3]]
+    assert waves(list(reversed(batch))) == [[2, 3], [0, 1]], "by seq within a camera, whatever the order"
+    results, bad, states = inference.process(batch, {})
+    assert not bad and [(r.camera, r.seq) for r in results] == [("a", 0), ("b", 0), ("b", 1), ("a", 1)]
+    assert detector.calls == [("full", 2, (H, W, 3)), ("regions", 1, (320, 320, 3))]
+    assert [r.detection for r in results] == ["full", "full", "regions", "none"]
+    still, walked = results[3], results[2]
+    assert still.faces.carried.tolist() == [True], "camera a's face found in its first frame is carried"
+    assert len(walked.faces) == 1 and np.abs(walked.faces.boxes[0] - moved).max() <= 3
+    assert {cam: s.seq for cam, s in states.items()} == {"a": 1, "b": 1}
+    one_wave = BatchInference(analyzer, "w", WorkerSettings(regions=False))
+    detector.calls.clear()
+    assert len(one_wave.process(batch, {})[0]) == 4 and detector.calls == [("full", 4, (H, W, 3))]

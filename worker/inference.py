@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -65,7 +65,12 @@ class BatchInference:
         self, frames: list[FrameMessage], states: Mapping[str, CameraState] | None = None
     ) -> tuple[list[ResultMessage], list[Rejected], dict[str, CameraState]]:
         """Results for the decodable frames (in input order), the frames that failed to decode, and the
-        new state of each camera (after its newest frame here) for the caller to write."""
+        new state of each camera (after its newest frame here) for the caller to write.
+
+        With regions on, where a frame is searched depends on what the camera's earlier frames found, so
+        the batch runs in waves (:func:`waves`): the k-th frame of every camera in wave k, each wave one
+        analyzer call batched across cameras, each camera's state advanced between waves. Otherwise the
+        plans do not depend on the state and the whole batch is one wave."""
         t0 = time.perf_counter()
         images, good, bad = [], [], []
         for f in frames:
@@ -79,11 +84,37 @@ class BatchInference:
         metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
         classes = self.analyzer.classes
         before = {f.camera: (states or {}).get(f.camera, CameraState()).usable(classes) for f in good}
-        plans = [self.plan(f, before[f.camera])[0] for f in good]
-        cfg = self.config
+        current = dict(before)
+        stateful = self.config.regions and self.analyzer.supports_regions
+        groups = waves(good) if stateful else ([list(range(len(good)))] if good else [])
+        results: list[ResultMessage | None] = [None] * len(good)
+        seconds = {"detect": 0.0, "classify": 0.0}
+        for wave in groups:
+            self._wave(wave, good, images, current, results)
+            for step in seconds:
+                seconds[step] += self.analyzer.seconds[step]
+        if groups:
+            metrics.INFERENCE_SECONDS.labels("detect").observe(seconds["detect"])
+            metrics.INFERENCE_SECONDS.labels("classify").observe(seconds["classify"])
+        changed = {cam: s for cam, s in current.items() if s is not before[cam]}
+        return [r for r in results if r is not None], bad, changed
 
-        def reuse(i: int, faces: Faces) -> list[np.ndarray | None]:
-            state, ts = before[good[i].camera], clock(good[i])
+    def _wave(
+        self,
+        wave: list[int],
+        good: list[FrameMessage],
+        images: list[np.ndarray],
+        current: dict[str, CameraState],
+        results: list[ResultMessage | None],
+    ) -> None:
+        """Analyze frames ``good[i]`` for ``i`` in ``wave`` (one analyzer call), each planned from its
+        camera's ``current`` state; put each result at ``results[i]`` and advance ``current``."""
+        cfg = self.config
+        state_of = {i: current[good[i].camera] for i in wave}  # the state each frame is planned from
+        plans = [self.plan(good[i], state_of[i])[0] for i in wave]
+
+        def reuse(k: int, faces: Faces) -> list[np.ndarray | None]:
+            state, ts = state_of[wave[k]], clock(good[wave[k]])
             cached = [
                 state.cached_probs(
                     box, ts, min_times=cfg.classify_min_times, interval_s=cfg.reclassify_interval_s
@@ -93,19 +124,14 @@ class BatchInference:
             return [None if c is None else np.asarray(c, np.float32) for c in cached]
 
         analyzed = self.analyzer.analyze(
-            images,
+            [images[i] for i in wave],
             [None if p.mode == "full" else p.regions for p in plans],
             region_size=cfg.region_size,
             reuse=reuse,
         )
-        if analyzed:
-            metrics.INFERENCE_SECONDS.labels("detect").observe(self.analyzer.seconds["detect"])
-            metrics.INFERENCE_SECONDS.labels("classify").observe(self.analyzer.seconds["classify"])
         now = time.time()
-        results = []
-        after = dict(before)
-        for f, plan, a in zip(good, plans, analyzed, strict=True):
-            state = before[f.camera]
+        for i, plan, a in zip(wave, plans, analyzed, strict=True):
+            f, state = good[i], state_of[i]
             faces, classified = a.faces, a.classified
             if plan.mode != "full" and state.faces:
                 outside = ~inside_any(state.boxes, plan.regions)
@@ -117,28 +143,34 @@ class BatchInference:
                     classified = np.concatenate([classified, np.zeros(len(carried), bool)])
             metrics.DETECTIONS.labels(f.camera, plan.mode).inc()
             metrics.CLASSES_REUSED.labels(f.camera).inc(int((~classified & ~faces.carried).sum()))
-            if f.seq > after[f.camera].seq:
-                after[f.camera] = after[f.camera].advance(f.seq, clock(f), faces, classified)
-            results.append(
-                ResultMessage(
-                    camera=f.camera,
-                    seq=f.seq,
-                    capture_ts=f.capture_ts,
-                    width=f.width,
-                    height=f.height,
-                    processed_ts=now,
-                    faces=faces,
-                    models=self.models,
-                    placeholder=self.analyzer.placeholder,
-                    worker=self.worker_name,
-                    image=f.image if self.include_image else None,
-                    encoding=f.encoding,
-                    detection=plan.mode,
-                    pts=f.pts,
-                )
+            if f.seq > current[f.camera].seq:
+                current[f.camera] = current[f.camera].advance(f.seq, clock(f), faces, classified)
+            results[i] = ResultMessage(
+                camera=f.camera,
+                seq=f.seq,
+                capture_ts=f.capture_ts,
+                width=f.width,
+                height=f.height,
+                processed_ts=now,
+                faces=faces,
+                models=self.models,
+                placeholder=self.analyzer.placeholder,
+                worker=self.worker_name,
+                image=f.image if self.include_image else None,
+                encoding=f.encoding,
+                detection=plan.mode,
+                pts=f.pts,
             )
-        changed = {cam: s for cam, s in after.items() if s is not before[cam]}
-        return results, bad, changed
+
+
+def waves(frames: Sequence[FrameMessage]) -> list[list[int]]:
+    """Indices of ``frames`` in waves: wave k holds the k-th frame (by ``seq``) of every camera, so a
+    frame is analyzed after its camera's earlier frames of the batch and beside other cameras' frames."""
+    by_camera: dict[str, list[int]] = {}
+    for i in sorted(range(len(frames)), key=lambda i: frames[i].seq):
+        by_camera.setdefault(frames[i].camera, []).append(i)
+    depth = max((len(v) for v in by_camera.values()), default=0)
+    return [sorted(v[k] for v in by_camera.values() if k < len(v)) for k in range(depth)]
 
 
 def clock(frame: FrameMessage) -> float:
