@@ -15,6 +15,7 @@ from maskwatch.core.contracts import EndOfStream, ResultMessage, decode_result_e
 from maskwatch.core.errors import ContractError, ErrorKind
 from maskwatch.core.keys import Keys
 from maskwatch.publisher import metrics
+from maskwatch.publisher.clip_ledger import ClipLedger
 from maskwatch.publisher.events import frame_event
 from maskwatch.publisher.sink import EventSink
 from maskwatch.publisher.violations import ViolationMonitor
@@ -74,6 +75,7 @@ class PublisherService(Stage):
         *,
         violation_classes: Collection[str],
         dead: DeadLetters | None = None,
+        ledger: ClipLedger | None = None,
     ) -> None:
         super().__init__(client, heartbeat, options)
         self.keys, self.consumer, self.sink = keys, consumer, sink
@@ -83,6 +85,8 @@ class PublisherService(Stage):
         self.violation_classes = frozenset(violation_classes)  # what a frame event counts as violations
         self._tick = Every(config.tick_interval_s)
         self._lag_metrics = Every(config.lag_metrics_interval_s)
+        self.ledger = ledger  # announced clips, settled here when their publisher is gone
+        self._ledger_check = Every(config.ledger_interval_s)
 
     @classmethod
     def from_settings(
@@ -106,9 +110,10 @@ class PublisherService(Stage):
         hb = Heartbeat.from_settings(client, settings, cls.stage, name)
         monitor = ViolationMonitor.from_settings(settings) if settings.violations.enabled else None
         options = LoopOptions.from_settings(settings, cls.stage)
-        sink = EventSink(client, cfg.dedup_ttl_s)
+        sink = EventSink(client, cfg.dedup_ttl_s, cfg.dedup_window)
         classes = settings.violations.violation_classes
         dead = DeadLetters(keys.deadletter, cls.stage, cfg.deadletter_max_payload_bytes)
+        ledger = ClipLedger(client, keys.announced_clips, hb.key) if monitor else None
         return cls(
             client,
             keys,
@@ -121,6 +126,7 @@ class PublisherService(Stage):
             on_event,
             violation_classes=classes,
             dead=dead,
+            ledger=ledger,
         )
 
     def done(self, cameras: list[str]) -> bool:
@@ -150,9 +156,12 @@ class PublisherService(Stage):
         """Handle one read of results (blocking up to ``block_ms``, default the configured one) and the
         monitor's periodic tick; returns the number of entries handled."""
         self.consumer.discover()
+        if self.ledger and self._ledger_check.due():  # first before anything of this run, then periodically
+            self._publish_docs(self.ledger.orphans())
         handled = self._handle(self.options.block_ms if block_ms is None else block_ms)
         if self.monitor and self._tick.due():
             self._publish_docs(self.monitor.tick(time.time()))
+
         if self._lag_metrics.due():
             self.consumer.update_lag_metrics()
         return handled
@@ -183,9 +192,9 @@ class PublisherService(Stage):
                     log.info("publisher: camera %s ended (%d frames, %s)", msg.camera, msg.frames, msg.reason)
                     continue
                 doc = frame_event(msg, violation_classes=self.violation_classes)
-                self.sink.publish(
-                    doc,
-                    self.keys.dedup(doc["id"]),
+                self.sink.publish_frame(
+                    dict(doc),
+                    self.keys.published(msg.camera),
                     self.keys.events,
                     self.config.events_max_len,
                     self.keys.events_channel(msg.camera),
@@ -205,10 +214,18 @@ class PublisherService(Stage):
             results.append((entry, msg))
         fresh = pipe.execute() if results else []
         now = time.time()
-        for (entry, result), is_new in zip(results, fresh, strict=True):
-            if not is_new:
+        for (entry, result), outcome in zip(results, fresh, strict=True):
+            if outcome != 1:
                 self.stats.duplicates += 1
                 metrics.DUPLICATES_SKIPPED.labels(result.camera).inc()
+                if outcome == -1:
+                    log.warning(
+                        "publisher: %s frame %d is older than the dedup window (publisher.dedup_window %d "
+                        "frames): taken as published",
+                        result.camera,
+                        result.seq,
+                        self.config.dedup_window,
+                    )
                 continue
             self._after_publish(
                 done, entry, f"{result.camera} frame {result.seq}", lambda r=result: self._observe(r, now)
@@ -267,6 +284,10 @@ class PublisherService(Stage):
             if published:
                 self.stats.violation_docs += 1
                 metrics.EVENTS_PUBLISHED.labels(doc["camera"], doc.get("type", "violation")).inc()
+            if self.ledger and (published or doc.get("type") != "violation"):
+                pipe = self.client.pipeline(transaction=False)
+                self.ledger.track([doc], pipe)
+                pipe.execute()
 
     def _count(self, result: ResultMessage, now: float) -> None:
         cam = result.camera

@@ -87,3 +87,95 @@ def test_a_published_clip_document_settles_its_announcement(redis_url, tmp_path)
     ledger.track([{"type": "clip_ready", "violation_id": doc["id"]}], pipe)
     pipe.execute()
     assert client.hlen(KEYS.announced_clips) == 0
+
+
+def _frame_results(camera: str, frames: int) -> list:
+    from tests.test_violations import BARE_VIDEO, bare_then_masked_script, make_results
+
+    return make_results(camera, Path(_videos()) / BARE_VIDEO, bare_then_masked_script)[:frames]
+
+
+def _videos() -> Path:
+    import tempfile
+
+    from tests.conftest import shared_path
+    from tests.support.media import make_stand_in_videos
+
+    shared = shared_path("data", "videos")
+    if shared.is_dir():
+        return shared
+    folder = Path(tempfile.mkdtemp(prefix="ledger-videos-"))
+    return make_stand_in_videos(folder)
+
+
+def test_a_publisher_killed_before_the_post_roll_ends_is_followed_by_clip_failed(redis_url, tmp_path):
+    """The violation announced a clip; the publisher was SIGKILLed while recording it. The publisher that
+    takes over (here a new process with the same instance name) sends clip_failed for it at start."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.pipeline import wait_for
+
+    client = redis.Redis.from_url(redis_url)
+    camera = "killed-mid-clip"
+    for r in _frame_results(camera, 20):  # a bare face from seq 3: a violation, its clip still open
+        client.xadd(KEYS.results(camera), r.to_fields())
+    env = {
+        **__import__("os").environ,
+        "MASKWATCH_REDIS_URL": redis_url,
+        "MASKWATCH_INSTANCE": "publisher-a",
+        "MASKWATCH_PUBLISHER__METRICS_PORT": "0",
+        "MASKWATCH_CLIPS__DIR": str(tmp_path / "clips"),
+        "MASKWATCH_CLIPS__POST_ROLL_S": "60",  # the clip cannot end before the kill
+    }
+
+    def documents() -> list[dict]:
+        return [json.loads(f[b"event"]) for _, f in client.xrange(KEYS.violations)]
+
+    def publisher() -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "maskwatch.cli", "publisher"]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    first = publisher()
+    try:
+        wait_for(lambda: any(d["type"] == "violation" for d in documents()), 60, what="the violation")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    (violation,) = [d for d in documents() if d["type"] == "violation"]
+    assert violation["clip"] and not Path(violation["clip"]).exists()
+    second = publisher()
+    try:
+        wait_for(lambda: any(d["type"] == "clip_failed" for d in documents()), 60, what="clip_failed")
+    finally:
+        second.terminate()
+        second.communicate(timeout=30)
+    (failed,) = [d for d in documents() if d["type"] == "clip_failed"]
+    assert failed["violation_id"] == violation["id"] and failed["reason"] == "publisher_stopped"
+    assert client.hlen(KEYS.announced_clips) == 0
+
+
+def test_frame_dedup_is_a_bounded_window_per_camera(redis_url):
+    from maskwatch.publisher.sink import EventSink
+
+    client = redis.Redis.from_url(redis_url)
+    sink = EventSink(client, dedup_ttl_s=3600, dedup_window=32)
+
+    def publish(*seqs: int) -> list[int]:
+        pipe = client.pipeline(transaction=False)
+        for seq in seqs:
+            doc = {"id": f"frame-{seq}", "camera": "cam", "seq": seq}
+            sink.publish_frame(
+                doc, KEYS.published("cam"), KEYS.events, 10_000, KEYS.events_channel("cam"), pipe
+            )
+        return pipe.execute()
+
+    assert publish(*range(100)) == [1] * 100
+    assert publish(99, 80) == [0, 0], "redelivered within the window: refused"
+    assert publish(60) == [-1], "older than the window: taken as published"
+    assert publish(101, 100) == [1, 1], "out of order within the window: both published once"
+    assert client.zcard(KEYS.published("cam")) <= 32 and 0 < client.ttl(KEYS.published("cam")) <= 3600
+    assert client.xlen(KEYS.events) == 102
+    assert not client.keys(KEYS.dedup("*")), "frame events leave no per-id markers"

@@ -144,7 +144,24 @@ class PublisherSettings(ConsumerGroupSettings):
     violations_max_len: int = Field(
         10_000, ge=10, le=10_000_000, description="Bound of the violations stream"
     )
-    dedup_ttl_s: int = Field(7 * 86_400, ge=60, description="How long an event id is remembered")
+    dedup_ttl_s: int = Field(
+        7 * 86_400,
+        ge=60,
+        description="How long a violation or clip document's id is remembered (and an idle camera's window)",
+    )
+    dedup_window: int = Field(
+        2048,
+        ge=16,
+        le=1_000_000,
+        description="Frame events remembered per camera (by seq) to refuse redelivered results; keep it "
+        "above fps x (claim_idle_ms + a reclaim) of the fastest camera",
+    )
+    ledger_interval_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="How often announced clips of publishers whose heartbeat expired are settled",
+    )
     tick_interval_s: float = Field(
         0.5, gt=0, le=60, description="How often the violation monitor ends idle tracks and finishes clips"
     )

@@ -77,6 +77,10 @@ class Keys:
     def heartbeat_pattern(self, stage: str) -> str:
         return f"{self.prefix}heartbeat:{stage}:*"
 
+    def published(self, camera: str) -> str:
+        """Sorted set of the camera's last published frame seqs (frame-event dedup, bounded window)."""
+        return f"{self.prefix}published:{camera}"
+
     def dedup(self, event_id: str) -> str:
         """Marker that an event id has been published (redelivery protection)."""
         return f"{self.prefix}dedup:{event_id}"
