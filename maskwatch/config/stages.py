@@ -70,7 +70,7 @@ class WorkerSettings(ConsumerGroupSettings):
         50, ge=0, le=60_000, description="Longest wait, after the first frame, to fill a batch"
     )
     results_max_len: int = Field(
-        2_000,
+        300,
         ge=10,
         le=10_000_000,
         description="Bound of each results stream (entries carry JPEGs): a camera's frames are not read "
