@@ -6,6 +6,7 @@ import numpy as np
 
 from maskwatch.worker.regions import (
     MIN_MEMBER_AREA,
+    cover,
     coverage,
     inside_any,
     merge_regions,
@@ -100,3 +101,26 @@ def test_large_regions_are_tiled_at_native_resolution():
     xs = sorted({t[0] for t in tiles})
     assert xs[0] == 0 and xs[-1] + 320 == 700, "the tiles cover the region to its edges"
     assert all(b - a <= 320 - TILE_OVERLAP for a, b in zip(xs, xs[1:], strict=False)), "neighbours overlap"
+
+
+def test_motion_longer_than_the_frames_short_side_is_covered_whole_not_cut_to_a_middle_square():
+    wide = (100, 200, 1700, 500)  # 1600 px wide: no square of a 1080 px high frame holds it
+    squares = cover(wide, 320, W, H)
+    assert len(squares) == 2 and all(_side(r) == r[3] - r[1] == H for r in squares)
+    assert squares[0][0] <= 100 and squares[-1][2] >= 1700, "both ends held"
+    assert squares[0][2] > squares[1][0], "neighbours overlap"
+    assert cover((0, 0, 2 * H, 10), 320, 3 * H, H)[1][0] < H, "an exact multiple still overlaps"
+    assert cover((500, 500, 540, 540), 320, W, H) == [square_region((500, 500, 540, 540), 320, W, H)]
+    plan = plan_regions(W, H, [(400, 300, 1200, 600)], full_coverage=1.0)  # grown x2: 1600 px wide
+    assert plan.mode == "regions" and inside_any(np.array([[0, 150, 1600, 750]]), plan.regions).sum() == 0
+    held = np.array([[0, 150, 800, 750], [800, 150, 1600, 750]])
+    assert inside_any(held, plan.regions).all(), "every part of the motion is inside a region"
+    assert plan_regions(W, H, [(400, 300, 1200, 600)]).mode == "full", "most of the frame: a full pass"
+
+
+def test_regions_are_merged_only_when_one_square_holds_both():
+    tracked = np.array([[40, 500, 100, 570]], np.float32)  # a face at the left edge
+    plan = plan_regions(W, H, [(600, 100, 1100, 700)], tracked, full_coverage=1.0)
+    assert len(plan.regions) >= 2 and inside_any(tracked, plan.regions).all(), "the face is not cut off"
+    joined = merge_regions([(0, 0, 600, 600), (500, 0, 1100, 600)], 320, 1280, 720)
+    assert len(joined) == 2, "a square around both would be 1100 px, over the frame's 720 px height"

@@ -15,7 +15,10 @@ Regions: tracked faces' boxes grown ×1.35 come first (they have priority: a mot
 one adds nothing), then clusters of motion boxes grown ×2. A motion box joins a cluster while the
 cluster's region stays at the minimum size, or when every member stays at least
 :data:`MIN_MEMBER_AREA` of the grown region's area (a tiny box does not stretch a region over half the
-frame). Regions overlapping by more than :data:`MERGE_OVERLAP` of the smaller one are merged.
+frame). Regions overlapping by more than :data:`MERGE_OVERLAP` of the smaller one are merged when one
+square can hold both. A region never cuts what it was made for: a box longer than the frame's short
+side (a square's largest side) is covered by several squares along its long side (:func:`cover`), so
+motion over most of the frame becomes a full pass rather than a square in its middle.
 """
 
 from __future__ import annotations
@@ -70,12 +73,12 @@ def plan_regions(
         return NONE
     frame = np.array([width, height, width, height], np.float64)
     regions = [
-        square_region(_grow(b, TRACKED_GROWTH).clip(0, frame), size, width, height) for b in tracked_boxes
+        r for b in tracked_boxes for r in cover(_grow(b, TRACKED_GROWTH).clip(0, frame), size, width, height)
     ]
     grown = [_grow(np.asarray(b, np.float64), MOTION_GROWTH).clip(0, frame) for b in motion]
     fresh = [b for b in grown if not any(_inside(b, r) for r in regions)]
     for members in cluster_boxes(fresh, size, width, height):
-        regions.append(square_region(_union(members), size, width, height))
+        regions.extend(cover(_union(members), size, width, height))
     regions = merge_regions(regions, size, width, height)
     if coverage(regions, width, height) > full_coverage:
         return FULL
@@ -92,6 +95,27 @@ def square_region(box: Sequence[float] | np.ndarray, size: int, width: int, heig
     left = min(max(left, 0), width - side)
     top = min(max(top, 0), height - side)
     return (left, top, left + side, top + side)
+
+
+def cover(box: Sequence[float] | np.ndarray, size: int, width: int, height: int) -> list[Box]:
+    """Squares that together hold ``box``: :func:`square_region` when it fits in one, else squares of the
+    frame's short side spread evenly (overlapping) along the box's long side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = min(width, height)
+    if max(x2 - x1, y2 - y1) <= side:
+        return [square_region(box, size, width, height)]
+
+    def centres(lo: float, hi: float) -> np.ndarray:
+        if hi - lo <= side:
+            return np.array([(lo + hi) / 2])
+        n = int((hi - lo) // side) + 1  # neighbours always overlap
+        return np.linspace(lo + side / 2, hi - side / 2, n)
+
+    return [
+        square_region((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), size, width, height)
+        for cy in centres(y1, y2)
+        for cx in centres(x1, x2)
+    ]
 
 
 def cluster_boxes(boxes: Sequence[np.ndarray], size: int, width: int, height: int) -> list[list[np.ndarray]]:
@@ -116,7 +140,8 @@ def cluster_boxes(boxes: Sequence[np.ndarray], size: int, width: int, height: in
 
 def merge_regions(regions: Sequence[Box], size: int, width: int, height: int) -> list[Box]:
     """Regions with every pair overlapping more than :data:`MERGE_OVERLAP` of the smaller merged into one
-    square around both (order kept: a merged region takes the place of the first)."""
+    square around both, when one square of the frame holds both (order kept: a merged region takes the
+    place of the first)."""
     out = list(regions)
     merged = True
     while merged:
@@ -124,8 +149,9 @@ def merge_regions(regions: Sequence[Box], size: int, width: int, height: int) ->
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i], out[j]
-                if _overlap(a, b) > MERGE_OVERLAP * min(_area(a), _area(b)):
-                    joined = _union([np.asarray(a, np.float64), np.asarray(b, np.float64)])
+                joined = _union([np.asarray(a, np.float64), np.asarray(b, np.float64)])
+                fits = max(joined[2] - joined[0], joined[3] - joined[1]) <= min(width, height)
+                if fits and _overlap(a, b) > MERGE_OVERLAP * min(_area(a), _area(b)):
                     out[i] = square_region(joined, size, width, height)
                     del out[j]
                     merged = True
