@@ -335,7 +335,7 @@ class CameraReader:
         eos = EndOfStream(self.camera.id, self.seq - 1, self.seq - first_seq, reason)
         while True:
             try:
-                self.sink.end(eos)
+                self.sink.end(eos, self.state.value)
                 return
             except REDIS_DOWN as e:
                 if self.stop.is_set():

@@ -102,9 +102,13 @@ class FrameSink:
         dropped = int(self._put(keys=[key, state], args=args))
         return max(0, dropped), waited
 
-    def end(self, eos: EndOfStream) -> None:
-        """Mark the end of a file source on its stream."""
-        self.client.xadd(self.keys.frames(eos.camera), eos.to_fields())
+    def end(self, eos: EndOfStream, state: str) -> None:
+        """Mark the end of a file source on its stream and, in the same transaction, the camera's final
+        ``state`` in its hash: the worker passes an ``eof`` on only when that record agrees with it."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.frames(eos.camera), eos.to_fields())
+        pipe.hset(self.keys.camera_state(eos.camera), mapping={"state": state, "since": str(time.time())})
+        pipe.execute()
 
     def set_state(self, camera: str, **fields: str | int | float) -> None:
         """Record the camera's state in its hash (for operators and ``maskwatch check``)."""

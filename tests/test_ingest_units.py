@@ -54,3 +54,21 @@ def test_full_frame_schedule_by_clock_reopen_and_force():
     assert s.due(1.2)  # reopened: the first frame is full
     every = FullFrameSchedule(0)
     assert all(every.due(t) for t in at)
+
+
+def test_the_end_of_a_file_and_its_final_state_are_written_together(redis_url):
+    """The worker passes an eof on only when the camera's record says finished: a state write lost to a
+    brief outage (it used to be a separate, best-effort HSET) made a genuine eof look forged."""
+    import redis as redis_lib
+
+    from maskwatch.core.contracts import EndOfStream
+    from maskwatch.core.keys import Keys
+    from maskwatch.ingest.frame_sink import FrameSink
+
+    client = redis_lib.Redis.from_url(redis_url)
+    keys = Keys()
+    client.hset(keys.camera_state("door"), mapping={"state": "streaming", "last_seq": "44"})
+    FrameSink(client, keys, 300, 64, 0.1).end(EndOfStream("door", 44, 45), "finished")
+    assert client.hget(keys.camera_state("door"), "state") == b"finished"
+    ((_, fields),) = client.xrange(keys.frames("door"))
+    assert fields[b"kind"] == b"eof" and fields[b"seq"] == b"44"

@@ -70,6 +70,7 @@ class WorkerService(Stage):
         self._seen: dict[str, int] = {}  # highest frame seq seen per camera (end-of-file checks)
         self._results_len: dict[str, int] = {}  # frames stream -> its results stream's length, last seen
         self._held_since: dict[str, float] = {}
+        self._gauged: set[str] = set()  # streams whose backpressure gauge exists
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerService:
@@ -248,6 +249,9 @@ class WorkerService(Stage):
             self._results_len.update(zip(held, map(int, pipe.execute()), strict=True))
         limit = self.config.results_max_len
         full = {s for s, n in self._results_len.items() if n >= limit}
+        for stream in self._results_len.keys() - full - self._gauged:  # every camera has the series
+            metrics.RESULTS_FULL.labels(self.keys.camera_of(stream)).set(0)
+            self._gauged.add(stream)
         now = time.monotonic()
         for stream in sorted(full - self.consumer.held):
             camera = self.keys.camera_of(stream)

@@ -37,6 +37,8 @@ class ErrorKind(StrEnum):
     MALFORMED = "malformed"
     UNDECODABLE = "undecodable"
     INFERENCE_ERROR = "inference_error"
+    MAX_DELIVERIES = "max_deliveries"
+    FORGED_EOF = "forged_eof"
     # Camera sources (maskwatch_camera_errors_total{kind})
     INVALID_DATA = "invalid_data"
     NOT_FOUND = "not_found"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import redis
 
+from maskwatch.core.errors import ErrorKind
 from maskwatch.runtime.metrics_server import DEADLETTERS
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,9 @@ DEADLETTER_MAX_LEN = 10_000
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 """Default cap of the original fields' bytes kept per dead letter (``*.deadletter_max_payload_bytes``)."""
 
-MAX_DELIVERIES = "max_deliveries"
+MAX_DELIVERIES = ErrorKind.MAX_DELIVERIES
 """Reason label: a message delivered more than ``max_deliveries`` times (it kept killing its handler)."""
-FORGED_EOF = "forged_eof"
+FORGED_EOF = ErrorKind.FORGED_EOF
 """Reason label: an end-of-file marker no ingest vouches for."""
 
 
