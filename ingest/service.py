@@ -40,7 +40,7 @@ class IngestService(Stage):
     ) -> None:
         if not cameras:
             raise ValueError(
-                "ingest: no camera configured (add `cameras:` to the config file or use --source)"
+                "ingest: no camera configured (add `cameras:` to the config file or MASKWATCH_CAMERAS)"
             )
         super().__init__(client, heartbeat, options)
         self.cameras, self.sink, self.config = cameras, sink, config

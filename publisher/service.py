@@ -94,7 +94,7 @@ class PublisherService(Stage):
     ) -> PublisherService:
         """The publisher the settings describe; ``on_event`` also receives every frame event."""
         cfg = settings.publisher
-        name = cfg.consumer or instance_name(cls.stage)
+        name = cfg.consumer or instance_name(cls.stage, settings.instance)
         client = connect(settings)
         keys = Keys(settings.key_prefix)
         consumer = StreamGroupConsumer(

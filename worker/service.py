@@ -78,7 +78,7 @@ class WorkerService(Stage):
 
         _log_devices()
         cfg = settings.worker
-        name = cfg.consumer or instance_name(cls.stage)
+        name = cfg.consumer or instance_name(cls.stage, settings.instance)
         longest_read_s = (cfg.block_ms + cfg.max_wait_ms) / 1000
         client = connect(settings, socket_timeout=max(settings.redis_socket_timeout_s, longest_read_s + 10))
         keys = Keys(settings.key_prefix)

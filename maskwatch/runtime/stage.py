@@ -18,6 +18,7 @@ will ever come again: every file source has ended).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -172,4 +173,6 @@ class Stage:
             REDIS_ERRORS.labels(self.stage).inc()
             log.warning("%s: Redis connection lost (%s)", self.stage, e)
             if wait_for_redis(self.client, stop.is_set, self.stage, self.options.redis_retry_max_s):
+                with contextlib.suppress(*REDIS_DOWN):
+                    self.heartbeat.epoch.check()  # a Redis that came back empty is reported at once
                 self.on_reconnect()
