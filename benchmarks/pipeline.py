@@ -10,6 +10,7 @@ Writes JSON; prints a short table. Uses the configured models (MASKWATCH_* env a
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -137,9 +138,10 @@ def end_to_end(
     sources: list[Path] | None = None,
     server: RedisServer | None = None,
     newest_first: bool = False,
+    regions: bool | None = None,
 ) -> dict:
     """Live cameras (looped files paced at their native rate) through all three stages; ``sources`` (default:
-    the shared videos in turn) gives each camera's video."""
+    the shared videos in turn) gives each camera's video; ``regions``: ``worker.regions`` (None: as configured)."""
     client = redis.Redis.from_url(url)
     client.flushall()
     paths = sources or [videos / v for v in VIDEOS]
@@ -156,7 +158,8 @@ def end_to_end(
         }
         for i in range(n_cameras)
     ]
-    s = settings_for(url, weights, cams, max_batch=16, max_wait_ms=30)
+    extra = {} if regions is None else {"regions": regions}
+    s = settings_for(url, weights, cams, max_batch=16, max_wait_ms=30, **extra)
     latencies: list[float] = []
     per_camera: dict[str, int] = {str(c["id"]): 0 for c in cams}
     lock = threading.Lock()
@@ -189,12 +192,13 @@ def end_to_end(
     with lock:
         latencies.clear()
         per_camera = dict.fromkeys(per_camera, 0)
-    produced0, skipped0 = produced(), worker.stats.skipped
+    produced0, skipped0, detections0 = produced(), worker.stats.skipped, worker_detections()
     c0, r0, t0 = time.process_time(), redis_cpu_seconds(server) if server else 0.0, time.perf_counter()
     time.sleep(seconds)
     with lock:
         measured = list(latencies)
         events_by_camera = dict(per_camera)
+    detections1 = worker_detections()
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     redis_cpu = (redis_cpu_seconds(server) - r0) if server else 0.0
@@ -207,8 +211,14 @@ def end_to_end(
     published = sum(r.stats.frames_published for r in ingest.readers)
     dropped = sum(r.stats.frames_dropped for r in ingest.readers)
     lat = np.array(measured) if measured else np.array([np.nan])
+    detections: dict[str, int] = {}
+    for (cam, mode), n in detections1.items():
+        if cam in per_camera:
+            detections[mode] = detections.get(mode, 0) + n - detections0.get((cam, mode), 0)
     return {
         "cameras": n_cameras,
+        "regions": s.worker.regions,
+        "detection_modes": detections,
         "target_fps_per_camera": fps,
         "seconds": seconds,
         "events": len(measured),
@@ -226,6 +236,18 @@ def end_to_end(
         "redis_cpu_seconds": round(redis_cpu, 3),
         "cpu_percent_of_core_per_camera": round(100 * (cpu + redis_cpu) / wall / n_cameras, 1),
     }
+
+
+def worker_detections() -> dict[tuple[str, str], int]:
+    """(camera, detection mode) -> frames searched so far, from the worker's metric (this process)."""
+    from maskwatch.worker import metrics as worker_metrics
+
+    out = {}
+    for metric in worker_metrics.DETECTIONS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                out[(sample.labels["camera"], sample.labels["detection"])] = int(sample.value)
+    return out
 
 
 def _newest_first(worker: WorkerService) -> None:
@@ -353,11 +375,18 @@ def main() -> int:
         action="store_true",
         help="live runs: newest frame first (superseded frames acked and counted) if the worker does not do it",
     )
+    p.add_argument(
+        "--regions",
+        default="",
+        help="live and CPU-per-camera runs once per worker.regions value, side by side (e.g. 'off,on'); "
+        "'' runs them as configured",
+    )
     p.add_argument("--cost-seconds", type=float, default=15.0, help="measured seconds per CPU-per-camera run")
     p.add_argument(
         "--cost-cameras", type=int, default=2, help="cameras per CPU-per-camera run (0 skips them)"
     )
     args = p.parse_args()
+    modes: list[bool | None] = [{"on": True, "off": False}[m] for m in args.regions.split(",") if m] or [None]
     videos, weights = args.shared / "data" / "videos", args.shared / "weights"
     server = RedisServer().start()
     workdir = Path(tempfile.mkdtemp(prefix="maskwatch-bench-"))
@@ -378,12 +407,14 @@ def main() -> int:
                 args.fps,
                 server=server,
                 newest_first=args.newest_first,
+                regions=mode,
             )
             for n in counts
+            for mode in modes
         ]
         for r in latency:
             print(
-                f"{r['cameras']} camera(s): {r['events_per_s']:6.2f} events/s  p50 {r['latency_p50_s']:.3f}s  "
+                f"{r['cameras']} camera(s), regions {r['regions']}: {r['events_per_s']:6.2f} events/s  p50 {r['latency_p50_s']:.3f}s  "
                 f"p99 {r['latency_p99_s']:.3f}s  dropped {r['frames_dropped']}/{r['frames_published']}  "
                 f"events/produced {r['event_fraction']}  by camera {r['events_by_camera']}"
             )
@@ -413,7 +444,7 @@ def main() -> int:
         if args.cost_cameras:
             still = still_video(workdir / "still_720p.mp4")
             per_camera = []
-            for scene, source in (("still", still), ("busy", busy)):
+            for (scene, source), mode in itertools.product((("still", still), ("busy", busy)), modes):
                 r = end_to_end(
                     server.url,
                     weights,
@@ -424,10 +455,11 @@ def main() -> int:
                     [source],
                     server,
                     newest_first=args.newest_first,
+                    regions=mode,
                 )
                 per_camera.append({"scene": scene, "video": source.name, **r})
                 print(
-                    f"{scene}: {r['cpu_percent_of_core_per_camera']}% of a core per camera at 5 fps "
+                    f"{scene}, regions {r['regions']}: {r['cpu_percent_of_core_per_camera']}% of a core per camera at 5 fps "
                     f"({args.cost_cameras} cameras, {r['events_per_s']} events/s)"
                 )
             cost["cpu_per_camera"] = per_camera
