@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import redis
@@ -218,3 +220,29 @@ def test_a_batch_runs_in_waves_each_frame_planned_from_its_cameras_earlier_frame
     one_wave = BatchInference(analyzer, "w", WorkerSettings(regions=False))
     detector.calls.clear()
     assert len(one_wave.process(batch, {})[0]) == 4 and detector.calls == [("full", 4, (H, W, 3))]
+
+
+def test_a_corrupt_or_hostile_state_in_redis_is_ignored_not_used(redis_url):
+    """The state is read from Redis like any message: NaN, wrong shapes or garbage make an empty state."""
+    import redis as redis_lib
+
+    from maskwatch.core.keys import Keys
+    from maskwatch.worker.camera_state import CameraStateStore
+
+    client = redis_lib.Redis.from_url(redis_url)
+    keys = Keys()
+    face = {"box": [1, 2, 30, 40], "score": 0.9, "probs": [0.1, 0.8, 0.1], "times": 2}
+    face |= {"classified_ts": 1.0, "detected_ts": 1.0}
+    good = {"seq": 3, "ts": 1.0, "classes": list(CLASSES), "faces": [face]}
+    bad = {
+        "nan": {**good, "faces": [{**face, "box": [float("nan"), 2, 30, 40]}]},
+        "shape": {**good, "faces": [{**face, "probs": [1.0]}]},
+        "inverted": {**good, "faces": [{**face, "box": [30, 2, 1, 40]}]},
+        "garbage": "not json at all",
+    }
+    client.hset(keys.worker_state("good"), "state", json.dumps(good))
+    for cam, state in bad.items():
+        client.hset(keys.worker_state(cam), "state", state if isinstance(state, str) else json.dumps(state))
+    states = CameraStateStore(client, keys, 60).read(["good", *bad])
+    assert len(states["good"].faces) == 1
+    assert all(states[cam].faces == () for cam in bad)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MATCH_IOU = 0.5
 """A face of a new frame is the same person as a remembered face when their boxes overlap this much."""
+MAX_REMEMBERED_FACES = 4096
+"""Faces of one state read back at most (the result contract's bound)."""
 MAX_SIZE_CHANGE = 0.3
 """Cached classes are reused only while a face's box area changed less than this share."""
 
@@ -192,9 +195,23 @@ class CameraState:
                 float(f["classified_ts"]),
                 float(f["detected_ts"]),
             )
-            for f in data["faces"]
+            for f in data["faces"][:MAX_REMEMBERED_FACES]
         )
-        return cls(int(data["seq"]), float(data["ts"]), tuple(str(c) for c in data["classes"]), faces)
+        classes = tuple(str(c) for c in data["classes"])
+        for f in faces:  # anything read from Redis is checked: finite, well-shaped, in range
+            values = (*f.box, f.score, *f.probs, f.classified_ts, f.detected_ts)
+            if not all(math.isfinite(v) for v in values) or len(f.probs) != len(classes):
+                raise ValueError(
+                    "a remembered face holds a non-finite value or probabilities of another shape"
+                )
+            if not (f.box[0] <= f.box[2] and f.box[1] <= f.box[3] and 0 <= f.score <= 1 and f.times >= 0):
+                raise ValueError(
+                    "a remembered face holds an inverted box, a score outside [0, 1] or negative times"
+                )
+        ts = float(data["ts"])
+        if not math.isfinite(ts):
+            raise ValueError("the state's capture time is not finite")
+        return cls(int(data["seq"]), ts, classes, faces)
 
 
 class CameraStateStore:
