@@ -2,7 +2,9 @@
 
 ``runtime="auto"`` picks ONNX Runtime's CUDA provider when a CUDA GPU is visible to it, else
 OpenVINO when it is installed (fastest on x86-64 and ARM CPUs, int8 on VNNI), else ONNX
-Runtime's CPU provider. Inputs of a new shape compile once (OpenVINO) and are cached.
+Runtime's CPU provider. Inputs of a new shape compile once (OpenVINO) and are cached; so that a worker
+whose batches and region counts vary meets only a handful of shapes, OpenVINO runs a batch as chunks
+whose sizes are powers of two (13 inputs: 8 + 4 + 1), at most :data:`MAX_CHUNK` each.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Literal
 import numpy as np
 
 from maskwatch.models.detectors.base import WeightsError
+
+MAX_CHUNK = 16
+"""Largest batch one OpenVINO call gets (a power of two)."""
 
 Runtime = Literal["auto", "openvino", "onnxruntime", "onnxruntime-cuda"]
 RUNTIMES: tuple[str, ...] = ("auto", "openvino", "onnxruntime", "onnxruntime-cuda")
@@ -86,7 +91,16 @@ class OnnxNetwork:
             ) from None
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        return self._run(np.ascontiguousarray(x, np.float32))
+        x = np.ascontiguousarray(x, np.float32)
+        if self.runtime != "openvino" or len(x) <= 1:
+            return self._run(x)
+        parts = [self._run(x[a:b]) for a, b in chunks(len(x))]
+        return parts[0] if len(parts) == 1 else [np.concatenate(out) for out in zip(*parts, strict=True)]
+
+    @property
+    def compiled_shapes(self) -> int:
+        """How many input shapes have been compiled (OpenVINO; 0 for ONNX Runtime)."""
+        return len(getattr(self._run, "compiled", ()))
 
     def _onnxruntime(self) -> Callable[[np.ndarray], list[np.ndarray]]:
         import onnxruntime as ort
@@ -128,4 +142,16 @@ class OnnxNetwork:
             result = request.infer({name: x})  # type: ignore[attr-defined]
             return [np.array(v) for v in result.values()]  # copies: the request reuses its buffers
 
+        run.compiled = compiled  # type: ignore[attr-defined]
         return run
+
+
+def chunks(n: int, largest: int = MAX_CHUNK) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges covering ``n`` items, each a power of two of at most ``largest``, largest
+    first (13 -> 8, 4, 1)."""
+    out, start = [], 0
+    while start < n:
+        size = min(largest, 1 << ((n - start).bit_length() - 1))
+        out.append((start, start + size))
+        start += size
+    return out
