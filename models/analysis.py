@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from maskwatch.core.faces import Faces
+from maskwatch.core.faces import Faces, touches_any
 from maskwatch.models.classifier import MaskClassifier
 from maskwatch.models.crops import crop_faces
 from maskwatch.models.detectors.base import FaceDetector
@@ -93,16 +93,6 @@ def _square_around(box: np.ndarray, size: int, width: int, height: int) -> Box:
     left = min(max(int(round((x1 + x2 - side) / 2)), 0), width - side)
     top = min(max(int(round((y1 + y2 - side) / 2)), 0), height - side)
     return (left, top, left + side, top + side)
-
-
-def touches(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """(N,) True where a box intersects at least one of ``others``."""
-    a = np.asarray(boxes, np.float64).reshape(-1, 1, 4)
-    o = np.asarray(others, np.float64).reshape(1, -1, 4)
-    hit = (
-        (a[..., 0] < o[..., 2]) & (a[..., 2] > o[..., 0]) & (a[..., 1] < o[..., 3]) & (a[..., 3] > o[..., 1])
-    )
-    return hit.any(axis=1)
 
 
 @runtime_checkable
@@ -273,7 +263,7 @@ class FaceAnalyzer:
             h, w = frames[i].shape[:2]
             if i in second:  # the second look replaces the cut faces it overlaps
                 better = second[i][0]
-                redone = touches(faces.boxes, better.boxes) & cut[i]
+                redone = touches_any(faces.boxes, better.boxes) & cut[i]
                 faces = Faces.merge([faces[~redone], better])
             faces = nms(faces, iou).clip(w, h)
             out[i] = finish(faces, w, h) if finish is not None else faces

@@ -261,6 +261,7 @@ class PublisherService(Stage):
             )
 
     def _publish_docs(self, docs: list[dict[str, Any]]) -> None:
+        settled: list[dict[str, Any]] = []  # for the clip ledger: published violations, every clip document
         for doc in docs:
             try:
                 published = self.sink.publish(
@@ -284,10 +285,12 @@ class PublisherService(Stage):
             if published:
                 self.stats.violation_docs += 1
                 metrics.EVENTS_PUBLISHED.labels(doc["camera"], doc.get("type", "violation")).inc()
-            if self.ledger and (published or doc.get("type") != "violation"):
-                pipe = self.client.pipeline(transaction=False)
-                self.ledger.track([doc], pipe)
-                pipe.execute()
+            if published or doc.get("type") != "violation":
+                settled.append(doc)
+        if self.ledger and settled:
+            pipe = self.client.pipeline(transaction=False)
+            self.ledger.track(settled, pipe)
+            pipe.execute()
 
     def _count(self, result: ResultMessage, now: float) -> None:
         cam = result.camera

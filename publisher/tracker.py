@@ -56,10 +56,13 @@ class Track:
     decision: Decision | None = None
     first_decision: Decision | None = None
     violation_raised: bool = False
-    best_quality: float = -1.0
-    best_seq: int = -1
     best_by_label: dict[str, tuple[float, int]] = field(default_factory=dict)
     """Per class the face showed (its highest probability): the best (quality, seq) of that class."""
+
+    @property
+    def best_seq(self) -> int:
+        """The seq of the track's best frame of any class (largest face x detector score); -1: none."""
+        return max(self.best_by_label.values(), default=(-1.0, -1))[1]
 
     @property
     def id(self) -> str:
@@ -209,8 +212,6 @@ class FaceTracker:
                 continue
             track.history.append(probs[d])
             quality = float((box[2] - box[0]) * (box[3] - box[1]) * scores[d])
-            if quality > track.best_quality:
-                track.best_quality, track.best_seq = quality, seq
             shown = self.classes[int(np.argmax(probs[d]))]
             if quality > track.best_by_label.get(shown, (-1.0, -1))[0]:
                 track.best_by_label[shown] = (quality, seq)

@@ -12,11 +12,11 @@ import numpy as np
 from maskwatch.config.stages import WorkerSettings
 from maskwatch.core.contracts import FrameMessage, ResultMessage
 from maskwatch.core.errors import ErrorKind, FrameError
-from maskwatch.core.faces import Faces
+from maskwatch.core.faces import Faces, iou_matrix, touches_any
 from maskwatch.models.analysis import FaceAnalyzer
 from maskwatch.worker import metrics
-from maskwatch.worker.camera_state import CameraState, iou
-from maskwatch.worker.regions import FULL, RegionPlan, inside_any, plan_regions, touches_any
+from maskwatch.worker.camera_state import CameraState
+from maskwatch.worker.regions import FULL, RegionPlan, inside_any, plan_regions
 
 CARRIED_OVERLAP = 0.3
 """A remembered face overlapping a face detected in this frame this much (IoU) is not carried."""
@@ -136,7 +136,7 @@ class BatchInference:
             if plan.mode != "full" and state.faces:
                 outside = ~inside_any(state.boxes, plan.regions)
                 if len(faces):  # a remembered face a region found again is not also carried
-                    outside &= ~(iou(state.boxes, faces.boxes) >= CARRIED_OVERLAP).any(axis=1)
+                    outside &= ~(iou_matrix(state.boxes, faces.boxes) >= CARRIED_OVERLAP).any(axis=1)
                 carried = state.carried(outside)
                 if len(carried):
                     faces = Faces.merge([faces, carried])

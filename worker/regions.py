@@ -184,15 +184,6 @@ def inside_any(boxes: np.ndarray, regions: Sequence[Box]) -> np.ndarray:
     return out
 
 
-def touches_any(boxes: np.ndarray, others: Sequence[Sequence[float]]) -> np.ndarray:
-    """(N,) True where a box intersects at least one of ``others``."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    out = np.zeros(len(boxes), bool)
-    for o in others:
-        out |= (boxes[:, 0] < o[2]) & (boxes[:, 2] > o[0]) & (boxes[:, 1] < o[3]) & (boxes[:, 3] > o[1])
-    return out
-
-
 def _grow(box: np.ndarray, factor: float) -> np.ndarray:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     hw, hh = (box[2] - box[0]) * factor / 2, (box[3] - box[1]) * factor / 2

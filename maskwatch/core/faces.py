@@ -18,6 +18,16 @@ UNCLASSIFIED = "unclassified"
 NO_TRACK = -1
 
 
+def touches_any(boxes: np.ndarray, others: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """(N,) True where an ``x1, y1, x2, y2`` box of ``boxes`` intersects at least one of ``others``."""
+    a = np.asarray(boxes, np.float64).reshape(-1, 1, 4)
+    o = np.asarray(others, np.float64).reshape(1, -1, 4)
+    hit = (
+        (a[..., 0] < o[..., 2]) & (a[..., 2] > o[..., 0]) & (a[..., 1] < o[..., 3]) & (a[..., 3] > o[..., 1])
+    )
+    return np.asarray(hit.any(axis=1), bool)
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(M, N) IoU of every ``x1, y1, x2, y2`` box of ``a`` (M, 4) with every box of ``b`` (N, 4)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
