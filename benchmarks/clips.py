@@ -9,9 +9,7 @@ Writes JSON; prints a short table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import machine, write_report  # noqa: E402
 from maskwatch.config.settings import load_settings  # noqa: E402
 from maskwatch.core.contracts import ResultMessage  # noqa: E402
 from maskwatch.core.faces import Faces  # noqa: E402
@@ -110,17 +109,13 @@ def main() -> int:
     report = {
         "benchmark": "clips",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "encoder": "libx264 preset veryfast crf 26 (PyAV)",
         "clips": runs,
         "observe": observe,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     for r in runs:
         print(f"{r['source']:>10} -> width {r['max_width']:4d} blur {r['blur']:4s}: {r['frames_per_s']:6.1f} frames/s "
               f"({r['frames']} frames in {r['write_s']} s, {r['mb']} MB)")  # fmt: skip

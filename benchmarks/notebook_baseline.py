@@ -13,9 +13,7 @@ frames/s of each and the ratio (the issue's target: >= 10x once motion gating la
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -28,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.report import machine, write_report  # noqa: E402
 from maskwatch.cli.stages import build_stage  # noqa: E402
 from maskwatch.config.settings import load_settings  # noqa: E402
 from maskwatch.runtime.private_redis import RedisServer  # noqa: E402
@@ -188,11 +187,7 @@ def main() -> int:
     ratio = round(mw["frames_per_s"] / nb["frames_per_s"], 2) if mw["frames_per_s"] else None
     print(f"ratio: {ratio}x (target >= 10x)")
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "video": {"name": args.video, "fps": fps, "frames": n_frames},
         "notebook": nb,
@@ -200,9 +195,7 @@ def main() -> int:
         "speedup": ratio,
         "target_speedup": 10,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, result)
     return 0
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -26,6 +24,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.report import machine, write_report  # noqa: E402
 from maskwatch.config.settings import load_settings  # noqa: E402
 from maskwatch.core.contracts import FrameMessage  # noqa: E402
 from maskwatch.core.keys import Keys  # noqa: E402
@@ -466,19 +465,13 @@ def main() -> int:
     finally:
         server.cleanup()
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "worker_throughput": throughput,
         "end_to_end_latency": latency,
         "stage_cost": cost,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, result)
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import machine, write_report  # noqa: E402
 from maskwatch.config.settings import load_settings  # noqa: E402
 from maskwatch.core.contracts import FrameMessage, ResultMessage  # noqa: E402
 from maskwatch.core.documents import frame_event  # noqa: E402
@@ -139,7 +139,7 @@ def main() -> int:
     report = {
         "benchmark": "redis_memory",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine(),
         "source": source,
         "frame": f"{w}x{h}",
         "jpeg_kb_mean": round(float(np.mean([len(j) for j in images])) / 1024, 1),
@@ -160,9 +160,8 @@ def main() -> int:
         "per_marker_bytes": round(per_marker),
         "redis_used_memory_mb_at_end": round(info["used_memory"] / MB, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
+    write_report(args.out, report, indent=1)
     return 0
 
 
