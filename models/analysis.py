@@ -177,6 +177,13 @@ class FaceAnalyzer:
         """True when the detector has a fixed-size region entry point (``detect_regions``)."""
         return isinstance(self.detector, RegionDetector)
 
+    def warm_up(self, region_size: int, largest: int) -> None:
+        """Let the detector prepare its region shapes (batches of up to ``largest`` regions) before the
+        first frame, where it can (``warm_regions``); a no-op for other detectors."""
+        warm = getattr(self.detector, "warm_regions", None)
+        if warm is not None:
+            warm(region_size, largest)
+
     def __call__(self, frames: Sequence[np.ndarray]) -> list[Faces]:
         """The classified faces of each BGR frame (``probs`` in the order of :attr:`classes`);
         without a threshold every detection the detector returned is kept."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import numpy as np
@@ -246,3 +247,40 @@ def test_a_corrupt_or_hostile_state_in_redis_is_ignored_not_used(redis_url):
     states = CameraStateStore(client, keys, 60).read(["good", *bad])
     assert len(states["good"].faces) == 1
     assert all(states[cam].faces == () for cam in bad)
+
+
+def test_frames_a_newer_one_superseded_still_get_their_event_with_the_tracked_faces_carried(redis_url):
+    """Overload: a live camera's backlog is searched only at its newest frame; every older frame still
+    gets one result (``skipped``, the remembered face carried forward), in frame order, and none of them
+    is decoded or searched."""
+    s = make_settings(redis_url, worker={"regions": True, "max_batch": 8, "max_wait_ms": 0})
+    client = redis.Redis.from_url(redis_url)
+    client.sadd(KEYS.cameras, "cam")
+    detector, classifier = BrightSquares(), CountingClassifier()
+    analyzer = FaceAnalyzer(detector, classifier, 0.1)  # type: ignore[arg-type]
+    worker = _worker(s, client, "w1", analyzer)
+    worker.consumer.newest_first = True
+    now = time.time()
+    face = (600, 300, 660, 360)
+    first = FrameMessage("cam", 0, now, W, H, _jpeg(face), live=True, motion=(), full=True)
+    client.xadd(KEYS.frames("cam"), first.to_fields())
+    assert worker.step(block_ms=2000) == 1
+    undecodable = b"\xff\xd8" + b"\x00" * 64  # never decoded: a skipped frame costs no pixels
+    for seq in range(1, 6):
+        image = _jpeg(face) if seq == 5 else undecodable
+        msg = FrameMessage("cam", seq, now + seq * 0.2, W, H, image, live=True, motion=(), full=seq == 5)
+        fields = msg.to_fields()
+        if seq < 5:  # a header the size check accepts, pixels that would not decode
+            fields["image"] = _jpeg(face)[:600] + undecodable
+        client.xadd(KEYS.frames("cam"), fields)
+    calls = len(detector.calls)
+    assert worker.step(block_ms=2000) == 5
+    results = [ResultMessage.from_fields(f) for _, f in client.xrange(KEYS.results("cam"))]
+    assert [r.seq for r in results] == [0, 1, 2, 3, 4, 5], "one result per frame, in frame order"
+    assert [r.detection for r in results] == ["full", "skipped", "skipped", "skipped", "skipped", "full"]
+    for r in results[1:5]:
+        assert r.faces.carried.tolist() == [True] and r.labels == ["without_mask"]
+        assert np.allclose(r.faces.boxes[0], results[0].faces.boxes[0])
+    assert len(detector.calls) == calls + 1, "only the newest frame was searched"
+    assert client.xlen(KEYS.deadletter) == 0
+    assert worker.stats.skipped == 4 and worker.stats.frames == 2

@@ -139,7 +139,9 @@ def test_publisher_publishes_to_stream_and_channel_and_skips_redelivered_results
     assert messages[0] == client.xrange(KEYS.events)[0][1][b"event"]
 
 
-def test_stale_live_frames_are_skipped_but_old_file_frames_are_not(redis_url, weights_dir):
+def test_stale_live_frames_are_not_searched_but_get_their_event_and_old_file_frames_are_searched(
+    redis_url, weights_dir
+):
     s = make_settings(redis_url, weights_dir, worker={"max_frame_age_s": 20})
     # built first: loading the models can take seconds on a busy machine, which would age the fresh frame
     worker = WorkerService.from_settings(s)
@@ -154,8 +156,9 @@ def test_stale_live_frames_are_skipped_but_old_file_frames_are_not(redis_url, we
     )
     with running(worker):
         wait_for(lambda: client.xlen(KEYS.frames("cam")) == 0, 30, what="all frames handled")
-    seqs = [int(f[b"seq"]) for _, f in client.xrange(KEYS.results("cam"))]
-    assert seqs == [1, 2] and worker.stats.skipped == 1
+    results = [ResultMessage.from_fields(f) for _, f in client.xrange(KEYS.results("cam"))]
+    assert [(r.seq, r.detection) for r in results] == [(0, "skipped"), (1, "full"), (2, "full")]
+    assert worker.stats.skipped == 1 and worker.stats.frames == 2
 
 
 def test_events_say_how_frames_were_searched_and_carried_faces_cast_no_vote():

@@ -157,13 +157,30 @@ def test_every_runtime_finds_the_same_faces(scene_photos: list[np.ndarray]) -> N
 @pytest.mark.skipif(not onnx_network._has_openvino(), reason="needs OpenVINO (a dependency of maskwatch)")
 def test_openvino_meets_a_handful_of_shapes_whatever_the_batch_sizes() -> None:
     """Each new input shape costs OpenVINO a compile (about 0.2 s, kept in memory for good): batches of
-    1-13 frames used to compile 13 models; power-of-two chunks need 4, and give the same outputs."""
+    1-13 frames used to compile 13 models; power-of-two chunks of at most 4 need 3, and give the same
+    outputs."""
     net = onnx_network.OnnxNetwork(HERE / NETWORKS["fp32"].name, runtime="openvino", threads=2)
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 255, (13, 64, 64, 3)).astype(np.float32)
     outputs = [net(x[:n]) for n in range(1, 14)]
-    assert net.compiled_shapes == 4  # 1, 2, 4 and 8 inputs of 64x64
-    assert onnx_network.chunks(13) == [(0, 8), (8, 12), (12, 13)] and onnx_network.chunks(40)[0] == (0, 16)
+    assert net.compiled_shapes == 3  # 1, 2 and 4 inputs of 64x64
+    assert onnx_network.chunks(13) == [(0, 4), (4, 8), (8, 12), (12, 13)]
+    assert onnx_network.chunks(13, 16) == [(0, 8), (8, 12), (12, 13)] and onnx_network.chunks(40, 16)[0] == (
+        0,
+        16,
+    )
     singles = [net(x[i : i + 1]) for i in range(13)]
     for got, want in zip(outputs[-1], zip(*singles, strict=True), strict=True):
         np.testing.assert_allclose(got, np.concatenate(want), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not onnx_network._has_openvino(), reason="needs OpenVINO (a dependency of maskwatch)")
+def test_warming_the_region_shapes_compiles_them_before_the_first_frame() -> None:
+    det = _detector(runtime="openvino", precision="fp32")
+    net = det._run
+    assert net.compiled_shapes == 0
+    det.warm_regions(320, 16)
+    assert net.compiled_shapes == 3  # 1, 2 and 4 regions of 320x320
+    crops = [np.zeros((320, 320, 3), np.uint8)] * 7
+    det.detect_regions(crops)  # 4 + 2 + 1: nothing new to compile
+    assert net.compiled_shapes == 3

@@ -1,4 +1,5 @@
-"""Decode a batch of frames, detect faces (whole frames or regions), classify the faces that need it."""
+"""Decode a batch of frames where they need searching, detect faces (whole frames or regions), classify
+the faces that need it; results for frames that were not searched."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from maskwatch.config.stages import WorkerSettings
 from maskwatch.core.contracts import FrameMessage, ResultMessage
 from maskwatch.core.errors import ErrorKind, FrameError
 from maskwatch.core.faces import Faces, iou_matrix, touches_any
-from maskwatch.models.analysis import FaceAnalyzer
+from maskwatch.models.analysis import Analyzed, FaceAnalyzer
 from maskwatch.worker import metrics
 from maskwatch.worker.camera_state import CameraState
 from maskwatch.worker.regions import FULL, RegionPlan, inside_any, plan_regions
@@ -72,49 +73,92 @@ class BatchInference:
         analyzer call batched across cameras, each camera's state advanced between waves. Otherwise the
         plans do not depend on the state and the whole batch is one wave."""
         t0 = time.perf_counter()
-        images, good, bad = [], [], []
+        good, bad = [], []
         for f in frames:
             try:
-                image = _decode(f, self.config.max_frame_pixels)
+                check_image(f, self.config.max_frame_pixels)
             except FrameError as e:
                 bad.append(Rejected(f, e.kind, str(e)))
                 continue
-            images.append(image)
             good.append(f)
-        metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
         classes = self.analyzer.classes
         before = {f.camera: (states or {}).get(f.camera, CameraState()).usable(classes) for f in good}
         current = dict(before)
         stateful = self.config.regions and self.analyzer.supports_regions
         groups = waves(good) if stateful else ([list(range(len(good)))] if good else [])
         results: list[ResultMessage | None] = [None] * len(good)
-        seconds = {"detect": 0.0, "classify": 0.0}
+        seconds = {"decode": time.perf_counter() - t0, "detect": 0.0, "classify": 0.0}
         for wave in groups:
-            self._wave(wave, good, images, current, results)
-            for step in seconds:
-                seconds[step] += self.analyzer.seconds[step]
+            bad += self._wave(wave, good, current, results, seconds)
+        metrics.INFERENCE_SECONDS.labels("decode").observe(seconds["decode"])
         if groups:
             metrics.INFERENCE_SECONDS.labels("detect").observe(seconds["detect"])
             metrics.INFERENCE_SECONDS.labels("classify").observe(seconds["classify"])
         changed = {cam: s for cam, s in current.items() if s is not before[cam]}
         return [r for r in results if r is not None], bad, changed
 
+    def skipped(
+        self, frames: Sequence[FrameMessage], states: Mapping[str, CameraState]
+    ) -> list[ResultMessage]:
+        """Results of frames the worker did not search (a newer frame of the camera superseded them, or
+        they were older than ``max_frame_age_s``): ``detection: "skipped"``, the camera's remembered faces
+        carried forward (``states``: read before the batch), nothing decoded. Every frame gets its event."""
+        classes = self.analyzer.classes
+        now = time.time()
+        out = []
+        for f in frames:
+            state = states.get(f.camera, CameraState()).usable(classes)
+            metrics.DETECTIONS.labels(f.camera, "skipped").inc()
+            out.append(self._result(f, state.carried(np.ones(len(state.faces), bool)), "skipped", now))
+        return out
+
+    def _result(self, f: FrameMessage, faces: Faces, detection: str, now: float) -> ResultMessage:
+        return ResultMessage(
+            camera=f.camera,
+            seq=f.seq,
+            capture_ts=f.capture_ts,
+            width=f.width,
+            height=f.height,
+            processed_ts=now,
+            faces=faces,
+            models=self.models,
+            placeholder=self.analyzer.placeholder,
+            worker=self.worker_name,
+            image=f.image if self.include_image else None,
+            encoding=f.encoding,
+            detection=detection,
+            pts=f.pts,
+        )
+
     def _wave(
         self,
         wave: list[int],
         good: list[FrameMessage],
-        images: list[np.ndarray],
         current: dict[str, CameraState],
         results: list[ResultMessage | None],
-    ) -> None:
+        seconds: dict[str, float],
+    ) -> list[Rejected]:
         """Analyze frames ``good[i]`` for ``i`` in ``wave`` (one analyzer call), each planned from its
-        camera's ``current`` state; put each result at ``results[i]`` and advance ``current``."""
+        camera's ``current`` state; put each result at ``results[i]`` and advance ``current``. Only the
+        frames whose plan searches pixels are decoded; those that fail to decode are returned."""
         cfg = self.config
         state_of = {i: current[good[i].camera] for i in wave}  # the state each frame is planned from
-        plans = [self.plan(good[i], state_of[i])[0] for i in wave]
+        planned = {i: self.plan(good[i], state_of[i])[0] for i in wave}
+        t0 = time.perf_counter()
+        images: dict[int, np.ndarray] = {}
+        bad = []
+        for i, plan in planned.items():
+            if plan.mode == "none":
+                continue
+            try:
+                images[i] = _decode(good[i])
+            except FrameError as e:
+                bad.append(Rejected(good[i], e.kind, str(e)))
+        seconds["decode"] += time.perf_counter() - t0
+        searched = [i for i in wave if i in images]
 
         def reuse(k: int, faces: Faces) -> list[np.ndarray | None]:
-            state, ts = state_of[wave[k]], clock(good[wave[k]])
+            state, ts = state_of[searched[k]], clock(good[searched[k]])
             cached = [
                 state.cached_probs(
                     box, ts, min_times=cfg.classify_min_times, interval_s=cfg.reclassify_interval_s
@@ -123,15 +167,29 @@ class BatchInference:
             ]
             return [None if c is None else np.asarray(c, np.float32) for c in cached]
 
-        analyzed = self.analyzer.analyze(
-            [images[i] for i in wave],
-            [None if p.mode == "full" else p.regions for p in plans],
-            region_size=cfg.region_size,
-            reuse=reuse,
+        analyzed = dict(
+            zip(
+                searched,
+                self.analyzer.analyze(
+                    [images[i] for i in searched],
+                    [None if planned[i].mode == "full" else planned[i].regions for i in searched],
+                    region_size=cfg.region_size,
+                    reuse=reuse,
+                ),
+                strict=True,
+            )
         )
+        if searched:
+            for step in ("detect", "classify"):
+                seconds[step] += self.analyzer.seconds[step]
+        nothing = Analyzed(Faces.empty(self.analyzer.classes), np.zeros(0, bool))
         now = time.time()
-        for i, plan, a in zip(wave, plans, analyzed, strict=True):
+        for i in wave:
+            plan = planned[i]
+            if plan.mode != "none" and i not in analyzed:  # undecodable: rejected above
+                continue
             f, state = good[i], state_of[i]
+            a = analyzed.get(i, nothing)
             faces, classified = a.faces, a.classified
             if plan.mode != "full" and state.faces:
                 outside = ~inside_any(state.boxes, plan.regions)
@@ -145,22 +203,8 @@ class BatchInference:
             metrics.CLASSES_REUSED.labels(f.camera).inc(int((~classified & ~faces.carried).sum()))
             if f.seq > current[f.camera].seq:
                 current[f.camera] = current[f.camera].advance(f.seq, clock(f), faces, classified)
-            results[i] = ResultMessage(
-                camera=f.camera,
-                seq=f.seq,
-                capture_ts=f.capture_ts,
-                width=f.width,
-                height=f.height,
-                processed_ts=now,
-                faces=faces,
-                models=self.models,
-                placeholder=self.analyzer.placeholder,
-                worker=self.worker_name,
-                image=f.image if self.include_image else None,
-                encoding=f.encoding,
-                detection=plan.mode,
-                pts=f.pts,
-            )
+            results[i] = self._result(f, faces, plan.mode, now)
+        return bad
 
 
 def waves(frames: Sequence[FrameMessage]) -> list[list[int]]:
@@ -209,9 +253,10 @@ def declared_size(data: bytes, encoding: str) -> tuple[int, int] | None:
     return None
 
 
-def _decode(frame: FrameMessage, max_pixels: int) -> np.ndarray:
-    """The frame's pixels (BGR), or :class:`FrameError` saying why its image cannot be used. The size
-    the header declares is checked before decoding, so a tiny file cannot claim gigabytes of pixels."""
+def check_image(frame: FrameMessage, max_pixels: int) -> None:
+    """Raise :class:`FrameError` when the frame's image cannot be used, from its header alone (no
+    decoding): the encoding, the size it declares (a tiny file cannot claim gigabytes of pixels) and
+    that size against the message's."""
     if frame.encoding not in ("jpeg", "png"):
         raise FrameError(f"unsupported image encoding {frame.encoding!r}")
     size = declared_size(frame.image, frame.encoding)
@@ -225,6 +270,10 @@ def _decode(frame: FrameMessage, max_pixels: int) -> np.ndarray:
         )
     if size != (frame.width, frame.height):
         raise FrameError(f"image declares {size[0]}x{size[1]}, the message {frame.width}x{frame.height}")
+
+
+def _decode(frame: FrameMessage) -> np.ndarray:
+    """The pixels (BGR) of a frame that passed :func:`check_image`, or :class:`FrameError`."""
     try:
         image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:  # one bad image must never cost the rest of its batch

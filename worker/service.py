@@ -102,6 +102,8 @@ class WorkerService(Stage):
             analyzer.classifier.name,
             " (PLACEHOLDER: no real mask classification)" if analyzer.placeholder else "",
         )
+        if cfg.regions and analyzer.supports_regions:
+            analyzer.warm_up(cfg.region_size, cfg.max_batch)  # region shapes compile now, not on a live frame
         inference = BatchInference(analyzer, name, cfg)
         hb = Heartbeat.from_settings(client, settings, cls.stage, name)
         states = CameraStateStore(client, keys, cfg.camera_state_ttl_s)
@@ -129,9 +131,6 @@ class WorkerService(Stage):
         exhausted = self.consumer.take_exhausted()  # delivered too often (they kept killing workers)
         if not entries and not superseded and not exhausted:
             return 0
-        for entry in superseded:
-            metrics.FRAMES_SKIPPED.labels(self.keys.camera_of(entry.stream), "superseded").inc()
-        self.stats.skipped += len(superseded)
         pipe = self.client.pipeline(transaction=True)
         for entry in exhausted:
             self._deadletter(
@@ -142,8 +141,10 @@ class WorkerService(Stage):
                 "not handled again",
             )
         frames: list[tuple[Entry, FrameMessage]] = []
+        skipped: list[tuple[Entry, FrameMessage]] = []  # not searched, but each gets its result
         ends: list[tuple[Entry, EndOfStream]] = []
-        for entry in entries:
+        replaced = {id(e) for e in superseded}
+        for entry in [*superseded, *entries]:
             try:
                 msg = decode_frame_entry(entry.fields, self.consumer.camera_of(entry.stream))
             except ContractError as e:
@@ -157,19 +158,25 @@ class WorkerService(Stage):
                 ends.append((entry, msg))
                 continue
             self._seen[msg.camera] = max(msg.seq, self._seen.get(msg.camera, -1))
-            if self._stale(msg):
-                metrics.FRAMES_SKIPPED.labels(msg.camera, "stale").inc()
-                self.stats.skipped += 1
-            else:
+            reason = "superseded" if id(entry) in replaced else ("stale" if self._stale(msg) else None)
+            if reason is None:
                 frames.append((entry, msg))
-        results, bad, states = self._infer([m for _, m in frames])
+            else:
+                metrics.FRAMES_SKIPPED.labels(msg.camera, reason).inc()
+                self.stats.skipped += 1
+                skipped.append((entry, msg))
+        before = self.states.read({m.camera for _, m in frames + skipped}) if frames or skipped else {}
+        results, bad, states = self._infer([m for _, m in frames], before)
         rejected = {id(b.frame): b for b in bad}
         for entry, msg in frames:
             if (b := rejected.get(id(msg))) is not None:
                 self._deadletter(pipe, entry, b.kind, b.reason)
         done = [(e, m) for e, m in frames if id(m) not in rejected]
+        out = list(zip(done, results, strict=True))
+        out += zip(skipped, self.inference.skipped([m for _, m in skipped], before), strict=True)
+        out.sort(key=lambda pair: (pair[1].camera, pair[1].seq))  # each camera's results in frame order
         written: list[ResultMessage] = []
-        for (entry, _), result in zip(done, results, strict=True):
+        for (entry, _), result in out:
             if self._write(pipe, entry, result):
                 written.append(result)
         for (entry, eos), doubt in zip(
@@ -187,7 +194,7 @@ class WorkerService(Stage):
         self.consumer.ack(entries + superseded + exhausted, pipe)
         replies = pipe.execute()  # results, camera states, dead letters and acks land together, or not at all
         self._results_len.update({stream: int(replies[i]) for stream, i in lengths.items()})
-        self._count(entries, written)
+        self._count(entries, [r for r in written if r.detection != "skipped"])
         return len(entries) + len(superseded) + len(exhausted)
 
     def _write(self, pipe: redis.client.Pipeline, entry: Entry, out: ResultMessage | EndOfStream) -> bool:
@@ -204,13 +211,13 @@ class WorkerService(Stage):
         return True
 
     def _infer(
-        self, frames: list[FrameMessage]
+        self, frames: list[FrameMessage], before: dict[str, CameraState]
     ) -> tuple[list[ResultMessage], list[Rejected], dict[str, CameraState]]:
-        """Results (in input order), rejected frames and new camera states; when the batch fails, each
-        frame is tried alone so that only the frames that fail alone are rejected."""
+        """Results (in input order), rejected frames and new camera states, each frame planned from
+        ``before`` (the cameras' states read once for the batch); when the batch fails, each frame is
+        tried alone so that only the frames that fail alone are rejected."""
         if not frames:
             return [], [], {}
-        before = self.states.read(m.camera for m in frames)  # once per camera per batch
         try:
             return self.inference.process(frames, before)
         except REDIS_DOWN:
@@ -230,7 +237,7 @@ class WorkerService(Stage):
                 return [], [Rejected(frames[0], error.kind, str(error))], {}
         results, bad, states = [], [], {}
         for frame in frames:
-            r, b, st = self._infer([frame])
+            r, b, st = self._infer([frame], {**before, **states})
             results += r
             bad += b
             for cam, state in st.items():

@@ -31,7 +31,7 @@ SCHEMA_VERSION = 2
 ``detection`` mode; version 1 messages still parse (no motion: the worker detects the whole frame)."""
 READABLE_VERSIONS = (1, 2)
 MAX_MOTION_BOXES = 256
-DETECTION_MODES = ("full", "regions", "none")
+DETECTION_MODES = ("full", "regions", "none", "skipped")
 EVENT_NAMESPACE = uuid.UUID("7a1d7f4e-3d2b-4f5e-9a51-6d61736b7761")
 IMAGE_ENCODINGS = ("jpeg", "png")
 MAX_FUTURE_S = 86_400.0

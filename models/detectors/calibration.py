@@ -135,6 +135,8 @@ class CalibratedDetector:
         # region search passes through; the boxes are calibrated once back in the frame
         if hasattr(inner, "detect_regions"):
             self.detect_regions = inner.detect_regions
+        if hasattr(inner, "warm_regions"):
+            self.warm_regions = inner.warm_regions
 
     def finish_regions(self, faces: Faces, width: int, height: int) -> Faces:
         """Calibrate region faces once mapped back into their ``width`` × ``height`` frame (the calibration's

@@ -31,7 +31,7 @@ from maskwatch.models.detectors.base import (
     WeightsError,
 )
 from maskwatch.models.detectors.nms import nms, resize_long_side
-from maskwatch.models.detectors.onnx_network import OnnxNetwork, verified
+from maskwatch.models.detectors.onnx_network import MAX_CHUNK, OnnxNetwork, verified
 
 HERE = Path(__file__).resolve().parent
 _ORIGIN = "converted from retinaface==1.1.1 (peteryuX/retinaface-tf2, MIT) by maskwatch.models.training.convert_retinaface"
@@ -171,6 +171,16 @@ class RetinaFaceDetector:
         loc, landmarks, conf = self._run(batch)
         candidates = decode.decode(loc, landmarks, conf, ph, pw, self.confidence)
         return [self._faces(b, s, p, 1.0, (h, w)) for b, s, p in candidates]
+
+    def warm_regions(self, size: int, largest: int) -> None:
+        """Run the network once on blank ``size`` x ``size`` regions at every chunk size a batch of up to
+        ``largest`` regions uses, so that no compile (OpenVINO: about 0.2 s per input shape) lands on a
+        live frame later."""
+        side = -(-size // decode.STRIDE) * decode.STRIDE
+        n = 1
+        while n <= min(largest, MAX_CHUNK):
+            self._run(np.zeros((n, side, side, 3), np.float32))
+            n *= 2
 
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """The frame resized and zero-padded to multiples of 32 as float32 RGB, and the scale applied."""
