@@ -62,6 +62,11 @@ class BatchInference:
         )
         return plan, due
 
+    def searches(self, frame: FrameMessage, state: CameraState | None) -> bool:
+        """Whether searching ``frame`` calls the detector at all (its plan from ``state`` is not ``none``)."""
+        state = (state or CameraState()).usable(self.analyzer.classes)
+        return self.plan(frame, state)[0].mode != "none"
+
     def process(
         self, frames: list[FrameMessage], states: Mapping[str, CameraState] | None = None
     ) -> tuple[list[ResultMessage], list[Rejected], dict[str, CameraState]]:

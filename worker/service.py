@@ -19,6 +19,7 @@ from maskwatch.runtime.heartbeat import Heartbeat, instance_name
 from maskwatch.runtime.redis_conn import REDIS_DOWN, connect
 from maskwatch.runtime.stage import Every, LoopOptions, Stage
 from maskwatch.worker import metrics
+from maskwatch.worker.admission import SearchBudget
 from maskwatch.worker.camera_state import CameraState, CameraStateStore
 from maskwatch.worker.end_of_file import doubts
 from maskwatch.worker.inference import BatchInference, Rejected
@@ -66,6 +67,7 @@ class WorkerService(Stage):
         self.states = states or CameraStateStore(client, keys, config.camera_state_ttl_s)
         self.dead = dead or DeadLetters(keys.deadletter, self.stage, config.deadletter_max_payload_bytes)
         self.stats = WorkerStats()
+        self.budget = SearchBudget(config.latency_target_s)
         self._lag_metrics = Every(config.lag_metrics_interval_s)
         self._seen: dict[str, int] = {}  # highest frame seq seen per camera (end-of-file checks)
         self._results_len: dict[str, int] = {}  # frames stream -> its results stream's length, last seen
@@ -166,7 +168,19 @@ class WorkerService(Stage):
                 self.stats.skipped += 1
                 skipped.append((entry, msg))
         before = self.states.read({m.camera for _, m in frames + skipped}) if frames or skipped else {}
-        results, bad, states = self._infer([m for _, m in frames], before)
+        search, late = self.budget.admit(
+            [m for _, m in frames], lambda f: self.inference.searches(f, before.get(f.camera))
+        )
+        if late:
+            left_out = {id(m) for m in late}
+            skipped += [(e, m) for e, m in frames if id(m) in left_out]
+            frames = [(e, m) for e, m in frames if id(m) not in left_out]
+            for m in late:
+                metrics.FRAMES_SKIPPED.labels(m.camera, "late").inc()
+            self.stats.skipped += len(late)
+        t0 = time.perf_counter()
+        results, bad, states = self._infer(search, before)
+        self.budget.observe(time.perf_counter() - t0, sum(r.detection != "none" for r in results))
         rejected = {id(b.frame): b for b in bad}
         for entry, msg in frames:
             if (b := rejected.get(id(msg))) is not None:

@@ -91,7 +91,17 @@ class WorkerSettings(ConsumerGroupSettings):
         10.0,
         ge=0,
         le=86_400,
-        description="Skip live frames older than this when read (0: never); files are never skipped",
+        description="Live frames older than this when read are not searched, and get a 'skipped' event (0: "
+        "never); files are never skipped",
+    )
+    latency_target_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="A live frame is searched only while its event can still be published this soon after "
+        "capture (by the worker's running cost per frame; cameras searched least recently first); the "
+        "others get a 'skipped' event with their tracked faces carried. 0: search every frame; files are "
+        "always searched",
     )
     regions: bool = Field(
         True,
