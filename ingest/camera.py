@@ -10,7 +10,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import av
 import cv2
+import numpy as np
 import redis
 
 from maskwatch.config.settings import CameraConfig
@@ -18,6 +20,7 @@ from maskwatch.core.contracts import Box, EndOfStream, FrameMessage
 from maskwatch.core.errors import ErrorKind, SourceError
 from maskwatch.ingest import metrics
 from maskwatch.ingest.backoff import Backoff
+from maskwatch.ingest.convert import FrameConverter, luma_plane
 from maskwatch.ingest.frame_sink import FrameSink
 from maskwatch.ingest.motion import MotionDetector
 from maskwatch.ingest.sampling import FpsSampler, FullFrameSchedule
@@ -84,6 +87,7 @@ class CameraReader:
         self._policy = camera.effective_drop_policy
         # One motion detector per reader, reset on every (re)open; None when the camera's motion is off.
         self._motion = MotionDetector(camera.motion) if camera.motion.enabled else None
+        self._converter = FrameConverter(camera.max_width)
         self._full = FullFrameSchedule(camera.full_frame_interval_s)
         self.thread = threading.Thread(target=self._run_thread, name=f"camera-{camera.id}", daemon=True)
 
@@ -198,16 +202,21 @@ class CameraReader:
                 if ahead > 0 and self.stop.wait(ahead):
                     return
             if not sampler.keep(decoded.time_s):
-                continue
-            self._publish(decoded.frame.to_ndarray(format="bgr24"), time.time(), decoded.time_s)
+                continue  # only kept frames are converted
+            self._publish(decoded.frame, time.time(), decoded.time_s)
 
-    def _publish(self, image, capture_ts: float, pts: float) -> None:
+    def _images(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """The published BGR image of ``frame`` (scaled to ``max_width`` and converted in one swscale
+        pass) and what motion detection reads: the frame's own luma plane when it has one, else None
+        (motion reads the BGR image)."""
+        image = self._converter.bgr(frame)
+        return image, luma_plane(frame) if self._motion is not None else None
+
+    def _publish(self, frame: av.VideoFrame, capture_ts: float, pts: float) -> None:
         cam = self.camera
+        image, luma = self._images(frame)
         h, w = image.shape[:2]
-        if cam.max_width and w > cam.max_width:
-            h, w = round(h * cam.max_width / w), cam.max_width
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        motion, calibrating = self._detect_motion(image)
+        motion, calibrating = self._detect_motion(luma if luma is not None else image, (w, h))
         full = self._full.due(capture_ts if cam.is_live else pts, force=calibrating)
         ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
         if not ok:
@@ -300,12 +309,15 @@ class CameraReader:
         except REDIS_DOWN as e:
             log.warning("camera %s: could not register again in Redis: %s", self.camera.id, e)
 
-    def _detect_motion(self, image) -> tuple[tuple[Box, ...] | None, bool]:
-        """Motion boxes of the published ``image`` (None when off) and whether the detector recalibrates."""
+    def _detect_motion(
+        self, picture: np.ndarray, size: tuple[int, int]
+    ) -> tuple[tuple[Box, ...] | None, bool]:
+        """Motion boxes (None when off) in pixels of the published image, ``size`` = (width, height), of
+        which ``picture`` is the BGR image or the full-size luma; and whether the detector recalibrates."""
         if self._motion is None:
             return None, False
         t0 = time.perf_counter()
-        result = self._motion.detect(image)
+        result = self._motion.detect(picture, out_size=size)
         cam = self.camera.id
         metrics.MOTION_SECONDS.labels(cam).inc(time.perf_counter() - t0)
         kind = result.kind

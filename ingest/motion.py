@@ -3,15 +3,18 @@
 The frame is shrunk to ``frame_height`` pixels high and turned to luma, contrast-stretched between
 smoothed low/high percentiles, blurred, and compared with a running-average background; pixels that
 differ by more than ``threshold`` are dilated into blobs, and each blob of at least ``contour_area``
-small-image pixels becomes a box in the pixels of the frame given. Pixels under the motion mask never
-count. When most of the image changes at once (lightning, an IR switch, a moved camera) the background
-is reset to the current frame and no boxes are proposed until the change settles (``calibrating``).
-The first frame, and the first after :meth:`MotionDetector.reset` or a change of frame size, only
-starts the background.
+small-image pixels becomes a box in the pixels of the frame given, or of the picture ``out_size`` names
+(the ingest gives the decoded frame's full-size luma plane and asks for boxes in the published,
+``max_width``-downscaled frame). Pixels under the motion mask never count. When most of the image
+changes at once (lightning, an IR switch, a moved camera) the background is reset to the current frame
+and no boxes are proposed until the change settles (``calibrating``).
+The first frame, and the first after :meth:`MotionDetector.reset` or a change of frame size (or of
+``out_size``), only starts the background.
 
-A 720p BGR frame costs well under a millisecond (``benchmarks/motion.py``): the resize works on a
-frame twice the target size (linear), then halves it by area, so each small pixel still averages many
-source pixels without the cost of an area resize of the whole frame.
+A 720p BGR frame costs well under a millisecond (``benchmarks/motion.py``), a luma plane less (no colour
+conversion, one channel to shrink: ``benchmarks/ingest_cost.py``): the resize works on a frame twice
+the target size (linear), then halves it by area, so each small pixel still averages many source pixels
+without the cost of an area resize of the whole frame.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class MotionResult:
     """What :meth:`MotionDetector.detect` found in one frame."""
 
     boxes: tuple[Box, ...]
-    """``(x1, y1, x2, y2)`` int boxes in pixels of the frame given, clipped to it; empty when still."""
+    """``(x1, y1, x2, y2)`` int boxes in pixels of the frame given (or of ``out_size``), clipped to it;
+    empty when still."""
     changed: float
     """Fraction of the unmasked small image that differs from the background (0..1)."""
     calibrating: bool
@@ -63,7 +67,8 @@ class MotionDetector:
 
     def __init__(self, config: MotionConfig) -> None:
         self.config = config
-        self._shape: tuple[int, int] | None = None  # (height, width) of the frames given
+        self._key: tuple[int, int, int, int] | None = None  # (height, width) given, (width, height) out
+        self._out: tuple[int, int] = (0, 0)  # (width, height) of the picture the boxes are in
         self._small: tuple[int, int] = (0, 0)  # (width, height) of the motion image
         self._keep: np.ndarray | None = None  # uint8 255 = counts, 0 = masked; None = no mask
         self._keep_count = 0
@@ -80,11 +85,17 @@ class MotionDetector:
         """Forget the background (a reconnect): the next frame starts it again."""
         self._background = None
 
-    def detect(self, frame: np.ndarray) -> MotionResult:
-        """Motion in ``frame`` (H x W x 3 BGR, or H x W luma, uint8) against the frames before it."""
+    def detect(self, frame: np.ndarray, out_size: tuple[int, int] | None = None) -> MotionResult:
+        """Motion in ``frame`` (H x W x 3 BGR, or H x W luma, uint8) against the frames before it.
+
+        ``out_size``: ``(width, height)`` of the picture ``frame`` shows, when boxes are wanted in its
+        pixels rather than the frame's (e.g. a frame's full-size luma plane for a downscaled published
+        image). The small motion image and the mask are sized from it, so a detector gives the same
+        boxes for the same picture whatever size it is handed at."""
         h, w = frame.shape[:2]
-        if self._shape != (h, w):
-            self._setup(h, w)
+        out_w, out_h = out_size if out_size is not None else (w, h)
+        if self._key != (h, w, out_w, out_h):
+            self._setup(h, w, out_w, out_h)
             self._background = None
         luma = self._luma(frame)
         if self._background is None:
@@ -102,10 +113,11 @@ class MotionDetector:
         cv2.accumulateWeighted(image, self._background, self.config.frame_alpha)
         return MotionResult(self._boxes(changed_px), changed, False)
 
-    def _setup(self, h: int, w: int) -> None:
-        self._shape = (h, w)
-        sh = max(1, min(self.config.frame_height, h))
-        sw = max(1, round(w * sh / h))
+    def _setup(self, h: int, w: int, out_w: int, out_h: int) -> None:
+        self._key = (h, w, out_w, out_h)
+        self._out = (out_w, out_h)
+        sh = max(1, min(self.config.frame_height, out_h))
+        sw = max(1, round(out_w * sh / out_h))
         self._small = (sw, sh)
         self._keep, self._keep_count = None, sw * sh
         if self.config.mask:
@@ -162,8 +174,7 @@ class MotionDetector:
         if self._keep is not None:
             blobs = cv2.bitwise_and(blobs, self._keep)
         contours, _ = cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        assert self._shape is not None
-        h, w = self._shape
+        w, h = self._out
         sw, sh = self._small
         fx, fy = w / sw, h / sh
         boxes: list[Box] = []

@@ -23,6 +23,7 @@ __all__ = [
     "SourceRejected",
     "check_source",
     "classify_error",
+    "decoder_threads",
     "iter_frames",
     "open_options",
 ]
@@ -159,13 +160,25 @@ def classify_error(err: BaseException, camera: CameraConfig, opening_s: float | 
     return SourceError(f"{where}: {type(err).__name__}: {err}", ErrorKind.ERROR)
 
 
+def decoder_threads(camera: CameraConfig) -> tuple[str, int]:
+    """PyAV ``(thread_type, thread_count)`` of the camera's decoder, from ``decode_threads``: unset is one
+    thread for a live source (frame threads cost a quarter to a half more CPU per frame, and hold frames
+    back while they fill) and FFmpeg's automatic frame + slice threads for a file (read through
+    fastest); 0 is automatic, N is N threads (1: no threading at all)."""
+    threads = camera.decode_threads
+    if threads is None:
+        threads = 1 if camera.is_live else 0
+    return ("NONE", 1) if threads == 1 else ("AUTO", threads)
+
+
 def iter_frames(camera: CameraConfig, start_after: float | None = None) -> Iterator[DecodedFrame]:
     """Open the source and yield its video frames until it ends; raises :class:`SourceError`.
 
     ``start_after``: media time (seconds) of the last frame already sent; the file is sought to it and
     only later frames are yielded (a resumed file). A network source that spends ``stall_timeout_s``
     waiting for data without a decoded frame (however many reads that takes) is stalled: TIMEOUT.
-    Counts each successful open in ``maskwatch_camera_opens_total``.
+    Counts each successful open in ``maskwatch_camera_opens_total``. Decodes with
+    :func:`decoder_threads`.
     """
     check_source(camera)
     url = camera.url.get_secret_value()
@@ -186,7 +199,8 @@ def iter_frames(camera: CameraConfig, start_after: float | None = None) -> Itera
                 retryable=camera.is_live,
             )
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        codec = stream.codec_context
+        codec.thread_type, codec.thread_count = decoder_threads(camera)
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         if start_after is not None:
             _seek(container, stream, start_after, camera)
@@ -209,6 +223,14 @@ def iter_frames(camera: CameraConfig, start_after: float | None = None) -> Itera
                 continue
             for frame in stream.decode(packet):
                 waited = 0.0
+                if index == 0:
+                    log.debug(
+                        "camera %s: decoding %s with %d thread(s) (%s)",
+                        camera.id,
+                        codec.name,
+                        codec.thread_count,
+                        codec.thread_type.name,
+                    )
                 t = float(frame.time if frame.time is not None else index / rate)
                 index += 1
                 if start_after is not None and t <= start_after + 1e-6:

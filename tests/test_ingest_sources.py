@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import logging
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,10 +17,12 @@ import av
 import pytest
 import redis
 
+from maskwatch.config.cameras import CameraConfig
 from maskwatch.core.contracts import EndOfStream, decode_frame_entry
 from maskwatch.core.keys import Keys
 from maskwatch.ingest.camera import CameraState
 from maskwatch.ingest.service import IngestService
+from maskwatch.ingest.source import iter_frames
 from maskwatch.runtime.private_redis import free_port
 from tests.support.pipeline import make_settings, running, wait_for
 
@@ -55,6 +60,33 @@ def test_local_container_formats(redis_url, videos, tmp_path, suffix, codec):
     eos = msgs[-1]
     assert isinstance(eos, EndOfStream) and 19 <= eos.frames <= 22  # ~2 s of video kept at 10 fps
     assert [m.seq for m in msgs[:-1]] == list(range(eos.frames)) and msgs[0].width == 640
+
+
+def _decoder_threads_used(caplog, camera: CameraConfig) -> tuple[str, int]:
+    """Decode a few frames of ``camera`` with ``iter_frames``; the decoder's threading once opened (FFmpeg
+    replaces an automatic count by the one it chose)."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="maskwatch.ingest.source"):
+        for i, _ in enumerate(iter_frames(camera)):
+            if i == 3:
+                break
+    said = [r.getMessage() for r in caplog.records if "thread(s)" in r.getMessage()]
+    assert len(said) == 1, said
+    match = re.search(r"with (\d+) thread\(s\) \((\w+)\)", said[0])
+    assert match, said[0]
+    return match[2], int(match[1])
+
+
+def test_decode_threads_are_applied_to_the_decoder(videos, tmp_path, caplog):
+    path = str(_transcode(videos / BARE, tmp_path / "clip.mp4", "libx264", max_frames=10))
+    live = CameraConfig(id="live", url=path, kind="live")
+    assert _decoder_threads_used(caplog, live) == ("NONE", 1)  # a live source: one thread by default
+    assert _decoder_threads_used(caplog, live.model_copy(update={"decode_threads": 2})) == ("AUTO", 2)
+    kind, count = _decoder_threads_used(caplog, CameraConfig(id="file", url=path))
+    assert kind == "AUTO" and count >= 1  # a file: FFmpeg's choice (CPUs + 1 on a multi-core machine)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert count > 1
+    assert _decoder_threads_used(caplog, CameraConfig(id="one", url=path, decode_threads=1)) == ("NONE", 1)
 
 
 def test_hls_over_http(redis_url, videos, tmp_path):

@@ -1,11 +1,21 @@
-"""Sampling to a target rate and reconnect backoff."""
+"""Sampling to a target rate, reconnect backoff, frame conversion and decoder threads."""
 
 from __future__ import annotations
 
 import random
 
+import av
+import cv2
+import numpy as np
+import pytest
+
+from maskwatch.config.cameras import CameraConfig
+from maskwatch.config.settings import ConfigError, load_settings
 from maskwatch.ingest.backoff import Backoff
+from maskwatch.ingest.convert import FrameConverter, luma_plane, published_size
 from maskwatch.ingest.sampling import FpsSampler, FullFrameSchedule
+from maskwatch.ingest.source import decoder_threads
+from tests.conftest import shared_path
 
 
 def test_sampler_keeps_target_rate_from_30fps():
@@ -72,3 +82,109 @@ def test_the_end_of_a_file_and_its_final_state_are_written_together(redis_url):
     assert client.hget(keys.camera_state("door"), "state") == b"finished"
     ((_, fields),) = client.xrange(keys.frames("door"))
     assert fields[b"kind"] == b"eof" and fields[b"seq"] == b"44"
+
+
+# --- frame conversion (ingest/convert.py) ---------------------------------------------------------------
+
+
+def _old_publish(frame: av.VideoFrame, max_width: int | None) -> np.ndarray:
+    """What the ingest published before one-pass conversion: BGR at full size, then cv2 INTER_AREA."""
+    image = frame.to_ndarray(format="bgr24")
+    h, w = image.shape[:2]
+    if max_width and w > max_width:
+        h, w = round(h * max_width / w), max_width
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return image
+
+
+@pytest.fixture(scope="module")
+def frame_1080p() -> av.VideoFrame:
+    """A real decoded 1080p frame (yuv420p) of the shared corridor video, a second in."""
+    path = shared_path("data", "videos", "corridor_cctv_masked_1080p.mp4")
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i == 30:
+                return frame
+    raise AssertionError("the corridor video has fewer than 31 frames")
+
+
+def test_published_size_rounds_like_before():
+    assert published_size(1920, 1080, 1280) == (1280, 720)
+    assert published_size(1920, 1080, None) == (1920, 1080)
+    assert published_size(1280, 720, 1280) == (1280, 720)  # not wider: untouched
+    assert published_size(640, 360, 1280) == (640, 360)  # never enlarged
+    for w, h, mw in [(1920, 1080, 1279), (1920, 1080, 1001), (1280, 720, 641), (1921, 1081, 64)]:
+        assert published_size(w, h, mw) == (mw, round(h * mw / w))
+    assert published_size(7680, 50, 64) == (64, 1)  # rounds to 0: one row, not an empty image
+
+
+@pytest.mark.parametrize("max_width", [1280, 1279, 1001, 640])
+def test_one_pass_conversion_matches_the_old_cv2_path_on_a_real_1080p_frame(frame_1080p, max_width):
+    old = _old_publish(frame_1080p, max_width)
+    new = FrameConverter(max_width).bgr(frame_1080p)
+    assert new.shape == old.shape and new.dtype == np.uint8  # odd heights (719, 563) too
+    diff = np.abs(new.astype(np.int16) - old.astype(np.int16))
+    assert diff.mean() < 2.0, diff.mean()  # about 0.3 at 1280 and 1 level of 255 at odd ratios
+    assert np.percentile(diff, 99) <= 8
+    ok, jpeg = cv2.imencode(".jpg", new, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok and cv2.imdecode(jpeg, cv2.IMREAD_COLOR).shape == old.shape
+
+
+def test_conversion_without_downscale_is_the_plain_bgr_frame(frame_1080p):
+    for max_width in (None, 1920, 4096):
+        image = FrameConverter(max_width).bgr(frame_1080p)
+        assert np.array_equal(image, frame_1080p.to_ndarray(format="bgr24"))
+
+
+def test_conversion_of_odd_sized_and_other_pixel_formats():
+    rng = np.random.default_rng(3)
+    bgr = cv2.GaussianBlur(rng.integers(0, 255, (361, 643, 3), dtype=np.uint8), (0, 0), 3)
+    source = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+    for fmt in ("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "rgb24", "yuyv422", "gray"):
+        frame = source.reformat(format=fmt)
+        image = FrameConverter(321).bgr(frame)
+        assert image.shape == (_old_publish(frame, 321).shape), fmt
+        assert image.shape == (180, 321, 3)  # round(361 * 321 / 643) = 180
+
+
+def test_luma_plane_is_the_first_plane_without_padding():
+    rng = np.random.default_rng(4)
+    bgr = rng.integers(0, 255, (90, 170, 3), dtype=np.uint8)
+    source = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+    for fmt in ("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "gray"):
+        frame = source.reformat(format=fmt)
+        luma = luma_plane(frame)
+        assert luma is not None and luma.shape == (90, 170) and luma.dtype == np.uint8, fmt
+        assert frame.planes[0].line_size > 170  # padded rows: the padding is cut off
+        full_range = source.reformat(format="gray").to_ndarray().astype(float)  # Y' of the picture
+        expected = full_range if fmt in ("yuvj420p", "gray") else 16 + full_range * 219 / 255
+        assert np.abs(luma - expected).max() <= 2, fmt
+    for fmt in ("rgb24", "bgr24", "yuyv422", "yuv420p10le", "gbrp"):
+        assert luma_plane(source.reformat(format=fmt)) is None, fmt
+
+
+# --- decoder threads (cameras[].decode_threads) ---------------------------------------------------------
+
+
+def test_decode_threads_defaults_live_single_file_automatic():
+    assert decoder_threads(CameraConfig(id="f", url="a.mp4")) == ("AUTO", 0)
+    assert decoder_threads(CameraConfig(id="l", url="rtsp://cam/1")) == ("NONE", 1)
+    assert decoder_threads(CameraConfig(id="l", url="a.mp4", kind="live")) == ("NONE", 1)
+    assert decoder_threads(CameraConfig(id="l", url="rtsp://cam/1", decode_threads=0)) == ("AUTO", 0)
+    assert decoder_threads(CameraConfig(id="f", url="a.mp4", decode_threads=1)) == ("NONE", 1)
+    assert decoder_threads(CameraConfig(id="f", url="a.mp4", decode_threads=4)) == ("AUTO", 4)
+    assert CameraConfig.model_fields["decode_threads"].description
+
+
+@pytest.mark.parametrize("threads", [-1, 65, "many", 1.5])
+def test_bad_decode_threads_are_refused_naming_the_camera_and_key(threads):
+    with pytest.raises(ConfigError, match=r"cameras\.1\.decode_threads") as err:
+        load_settings(
+            None,
+            cameras=[
+                {"id": "ok", "url": "a.mp4"},
+                {"id": "door", "url": "b.mp4", "decode_threads": threads},
+            ],
+        )
+    if isinstance(threads, int):
+        assert "camera 'door': decode_threads must be" in str(err.value)

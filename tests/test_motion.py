@@ -1,15 +1,25 @@
-"""Motion detection of the ingest (``maskwatch.ingest.motion``) on synthetic frames, with real OpenCV."""
+"""Motion detection of the ingest (``maskwatch.ingest.motion``) on synthetic frames, with real OpenCV, and
+on the luma plane of frames decoded by PyAV from a video it encoded (libx264)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import av
 import cv2
 import numpy as np
 import pytest
+import redis
 from pydantic import ValidationError
 
 from maskwatch.config.cameras import CameraConfig, MotionConfig
 from maskwatch.config.settings import ConfigError, load_settings
+from maskwatch.core.contracts import EndOfStream, decode_frame_entry
+from maskwatch.core.keys import Keys
+from maskwatch.ingest.convert import FrameConverter, luma_plane, published_size
 from maskwatch.ingest.motion import MotionDetector, MotionResult
+from maskwatch.ingest.service import IngestService
+from tests.support.pipeline import make_settings, running, wait_for
 
 W, H = 1280, 720
 PATCH = (400, 250, 560, 450)  # x1, y1, x2, y2 in pixels of the 720p frame
@@ -237,3 +247,119 @@ def test_bad_motion_settings_name_the_camera_and_key():
         load_settings(None, cameras=[{"id": "c", "url": "a.mp4", "full_frame_interval_s": -1}])
     ok = load_settings(None, cameras=[{"id": "c", "url": "a.mp4", "motion": {"enabled": False}}])
     assert ok.cameras[0].motion.enabled is False
+
+
+# --- the luma plane of decoded frames, boxes in the published (downscaled) frame -------------------------
+
+VIDEO_W, VIDEO_H = 1920, 1080
+STILL_FRAMES = 4  # frames before the patch appears
+VIDEO_FRAMES = 12
+
+
+def _patch_at(i: int) -> tuple[int, int, int, int] | None:
+    """The moving patch of frame ``i`` in pixels of the 1080p video (None before it appears)."""
+    if i < STILL_FRAMES:
+        return None
+    x = 500 + 90 * (i - STILL_FRAMES)
+    return (x, 300, x + 240, 660)
+
+
+@pytest.fixture(scope="module")
+def patch_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1080p H.264 (yuv420p) video encoded with PyAV: a still textured scene, then a bright patch that
+    moves right by 90 pixels a frame."""
+    rng = np.random.default_rng(11)
+    scene = cv2.GaussianBlur(rng.integers(30, 220, (VIDEO_H, VIDEO_W, 3), dtype=np.uint8), (0, 0), 5)
+    path = tmp_path_factory.mktemp("motion-video") / "patch_1080p.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for i in range(VIDEO_FRAMES):
+            box = _patch_at(i)
+            frame = _with_patch(scene, box, seed=i) if box else _noisy(scene, i)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _scaled(box: tuple[int, int, int, int], sx: float, sy: float) -> tuple[int, int, int, int]:
+    return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+
+
+def _covers(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int], slack: int) -> bool:
+    return _contains((outer[0] - slack, outer[1] - slack, outer[2] + slack, outer[3] + slack), inner)
+
+
+@pytest.mark.parametrize("max_width", [960, 1280, 1001])
+def test_motion_on_the_luma_plane_gives_boxes_in_the_published_frame(patch_video, max_width):
+    out_w, out_h = published_size(VIDEO_W, VIDEO_H, max_width)
+    sx, sy = out_w / VIDEO_W, out_h / VIDEO_H
+    on_luma, on_bgr = MotionDetector(MotionConfig()), MotionDetector(MotionConfig())
+    converter = FrameConverter(max_width)
+    with av.open(str(patch_video)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            luma = luma_plane(frame)
+            assert frame.format.name == "yuv420p" and luma is not None
+            assert luma.shape == (VIDEO_H, VIDEO_W)  # the full-size plane, not the published size
+            result = on_luma.detect(luma, out_size=(out_w, out_h))
+            image = converter.bgr(frame)
+            assert image.shape[:2] == (out_h, out_w)
+            reference = on_bgr.detect(image)  # the published BGR image, as before
+            assert result.calibrating == reference.calibrating and result.kind == reference.kind, i
+            _assert_valid_boxes(result, out_w, out_h)
+            box = _patch_at(i)
+            if box is None:
+                assert result.boxes == (), i
+                continue
+            patch = _scaled(box, sx, sy)
+            found = _union(result.boxes)
+            assert _covers(found, patch, slack=round(4 * sx)), (i, found, patch)
+            assert _iou(found, patch) > 0.7, (i, found, patch)
+            assert _iou(found, _union(reference.boxes)) > 0.85, (i, found, reference.boxes)
+
+
+def test_out_size_sizes_the_motion_image_like_the_published_frame():
+    """``frame_height`` and ``contour_area`` mean pixels of the published picture's small image, whatever
+    size the luma handed in: a picture published smaller than ``frame_height`` is never enlarged."""
+    rng = np.random.default_rng(5)
+    luma = cv2.GaussianBlur(rng.integers(30, 220, (1080, 1920), dtype=np.uint8), (0, 0), 5)
+    detector = MotionDetector(MotionConfig(frame_height=100))
+    assert detector.detect(luma, out_size=(128, 72)).calibrating
+    assert detector._small == (128, 72)  # from the published 128x72, not the 1080p plane
+    assert detector.detect(luma, out_size=(128, 72)).boxes == ()
+    assert detector.detect(luma).calibrating  # another out size restarts the background
+    assert detector._small == (178, 100)
+    moved = luma.copy()
+    moved[300:660, 500:740] = 250
+    result = detector.detect(moved, out_size=(1280, 720))
+    assert result.calibrating  # out size changed again
+    result = detector.detect(moved, out_size=(1280, 720))
+    assert result.boxes == ()  # the same frame: no change
+    result = detector.detect(luma, out_size=(1280, 720))
+    _assert_valid_boxes(result, 1280, 720)
+    assert _iou(_union(result.boxes), (333, 200, 493, 440)) > 0.6
+
+
+def test_the_ingest_publishes_luma_motion_in_downscaled_coordinates(redis_url, patch_video):
+    cams = [{"id": "pm", "url": str(patch_video), "fps": 30, "max_width": 960}]
+    s = make_settings(redis_url, cameras=cams, ingest={"file_max_backlog": 10_000})
+    ingest = IngestService.from_settings(s)
+    with running(ingest):
+        wait_for(lambda: ingest.finished, 60, what="patch video ingested")
+    entries = redis.Redis.from_url(redis_url).xrange(Keys().frames("pm"))
+    *frames, eos = [decode_frame_entry(f) for _, f in entries]
+    assert isinstance(eos, EndOfStream) and len(frames) == VIDEO_FRAMES
+    for i, msg in enumerate(frames):
+        assert (msg.width, msg.height) == (960, 540)
+        image = cv2.imdecode(np.frombuffer(msg.image, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (540, 960, 3)
+        box = _patch_at(i)
+        if box is None:
+            assert msg.motion == (), i
+            continue
+        patch = _scaled(box, 0.5, 0.5)
+        found = _union(msg.motion)
+        assert _covers(found, patch, slack=2) and _iou(found, patch) > 0.7, (i, found, patch)

@@ -17,6 +17,8 @@ HTTP_SCHEMES = ("http://", "https://")
 FILE_SCHEMES = ("file://",)
 SOURCE_SCHEMES = LIVE_SCHEMES + HTTP_SCHEMES + FILE_SCHEMES
 """Every URL scheme a camera may use; anything else with ``://`` is refused (a path has no scheme)."""
+MAX_DECODE_THREADS = 64
+"""The most decoder threads a camera may ask for (FFmpeg warns above 16)."""
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 _HOST = re.compile(r"[^@/?#]*")
 
@@ -136,6 +138,12 @@ class CameraConfig(StrictModel):
     stall_timeout_s: float = Field(
         10.0, gt=0, le=600, description="No frame for this long = stalled, reconnect"
     )
+    decode_threads: int | None = Field(
+        None,
+        description="Decoder threads: unset = one thread for live sources (least CPU per frame, no "
+        "frame-thread delay) and FFmpeg's automatic threading for files (fastest to read through); 0 = "
+        "FFmpeg's automatic threading; N = that many threads (1 = single-threaded)",
+    )
     loop: bool = Field(False, description="Replay a file source forever (demos, soak tests)")
     realtime: bool = Field(False, description="Pace a file source at its native frame rate, like a camera")
     enabled: bool = True
@@ -173,6 +181,17 @@ class CameraConfig(StrictModel):
     ) -> list[list[tuple[float, float]]]:
         """The one place zones are checked (``core.zones.validate_polygon``); stages trust the result."""
         return _valid_polygons(zones, f"camera {info.data.get('id', '?')!r} zone")
+
+    @field_validator("decode_threads")
+    @classmethod
+    def _valid_decode_threads(cls, threads: int | None, info: Any) -> int | None:
+        if threads is not None and not 0 <= threads <= MAX_DECODE_THREADS:
+            raise ValueError(
+                f"camera {info.data.get('id', '?')!r}: decode_threads must be unset (one thread for live "
+                f"sources, automatic for files), 0 (FFmpeg's automatic threading) or a thread count from 1 "
+                f"to {MAX_DECODE_THREADS}, not {threads}"
+            )
+        return threads
 
     @field_validator("url")
     @classmethod
