@@ -88,7 +88,7 @@ class CameraReader:
         # One motion detector per reader, reset on every (re)open; None when the camera's motion is off.
         self._motion = MotionDetector(camera.motion) if camera.motion.enabled else None
         self._converter = FrameConverter(camera.max_width)
-        self._full = FullFrameSchedule(camera.full_frame_interval_s)
+        self._full = FullFrameSchedule(camera.full_frame_interval_s, camera.still_full_frame_interval_s)
         self.thread = threading.Thread(target=self._run_thread, name=f"camera-{camera.id}", daemon=True)
 
     def start(self) -> None:
@@ -217,7 +217,8 @@ class CameraReader:
         image, luma = self._images(frame)
         h, w = image.shape[:2]
         motion, calibrating = self._detect_motion(luma if luma is not None else image, (w, h))
-        full = self._full.due(capture_ts if cam.is_live else pts, force=calibrating)
+        moved = None if motion is None else bool(motion)
+        full = self._full.due(capture_ts if cam.is_live else pts, force=calibrating, moved=moved)
         ok, jpeg = cv2.imencode(".jpg", image, self._encode_params)
         if not ok:
             raise SourceError(f"camera {cam.id}: JPEG encoding failed", ErrorKind.ENCODE)

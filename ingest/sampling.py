@@ -32,21 +32,31 @@ class FullFrameSchedule:
     Due on the first frame after the source opens (:meth:`reset`), whenever ``interval_s`` has passed on
     the camera's clock (media time for files, capture time for live sources) since the last full frame,
     when that clock jumps back (a file replayed), and whenever the caller forces one (motion recalibrating).
+    While motion has seen nothing since the last full frame (``moved`` False on every frame since), the
+    interval is ``still_interval_s`` instead: the picture is the one last searched whole.
     ``interval_s == 0``: every frame is full.
     """
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, still_interval_s: float | None = None) -> None:
         self.interval_s = interval_s
+        self.still_interval_s = max(
+            interval_s, still_interval_s if still_interval_s is not None else interval_s
+        )
         self._last: float | None = None
+        self._moved = False
 
     def reset(self) -> None:
         """The source was (re)opened: the next frame is full."""
         self._last = None
 
-    def due(self, clock_s: float, force: bool = False) -> bool:
-        """True if the frame at ``clock_s`` is a full pass; a full frame restarts the interval."""
+    def due(self, clock_s: float, force: bool = False, moved: bool | None = None) -> bool:
+        """True if the frame at ``clock_s`` is a full pass; a full frame restarts the interval. ``moved``:
+        whether motion found anything in this frame (None: motion is not computed)."""
+        self._moved = self._moved or moved is None or moved
         last = self._last
-        if force or last is None or clock_s < last or clock_s - last + 1e-6 >= self.interval_s:
+        interval = self.interval_s if self._moved else self.still_interval_s
+        if force or last is None or clock_s < last or clock_s - last + 1e-6 >= interval:
             self._last = clock_s
+            self._moved = False
             return True
         return False

@@ -66,6 +66,20 @@ def test_full_frame_schedule_by_clock_reopen_and_force():
     assert all(every.due(t) for t in at)
 
 
+def test_a_still_camera_gets_its_full_pass_at_the_still_interval_and_motion_brings_the_short_one_back():
+    s = FullFrameSchedule(2.0, 30.0)
+    at = [t / 5 for t in range(5 * 70)]  # 5 fps for 70 s, nothing moves
+    assert [t for t in at if s.due(t, moved=False)] == [0.0, 30.0, 60.0]
+    assert s.due(70.0, moved=True), "motion, 10 s after the last full pass: due at once"
+    s = FullFrameSchedule(2.0, 30.0)
+    assert s.due(0.0, moved=False) and not s.due(1.0, moved=True) and not s.due(1.8, moved=False)
+    assert s.due(2.0, moved=False), "motion since the last full pass: the 2 s interval"
+    assert not s.due(4.0, moved=False), "still since then: the 30 s interval"
+    motionless = FullFrameSchedule(2.0, 30.0)  # motion off (moved None): always the short interval
+    assert [t for t in at[:25] if motionless.due(t)] == [0.0, 2.0, 4.0]
+    assert FullFrameSchedule(5.0, 1.0).still_interval_s == 5.0, "never shorter than the interval"
+
+
 def test_the_end_of_a_file_and_its_final_state_are_written_together(redis_url):
     """The worker passes an eof on only when the camera's record says finished: a state write lost to a
     brief outage (it used to be a separate, best-effort HSET) made a genuine eof look forged."""

@@ -166,6 +166,15 @@ class CameraConfig(StrictModel):
         "time for live sources), besides the first frame after each (re)open and while motion recalibrates; "
         "0: every frame is a full pass",
     )
+    still_full_frame_interval_s: float = Field(
+        30.0,
+        ge=0,
+        le=86_400,
+        description="While motion has seen nothing since the last full-frame pass, the next one waits this "
+        "long instead of full_frame_interval_s (the picture has not changed: a new pass would find what "
+        "the last one found); never shorter than full_frame_interval_s; cameras without motion use "
+        "full_frame_interval_s",
+    )
 
     @field_validator("id")
     @classmethod
