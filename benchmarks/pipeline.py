@@ -160,12 +160,14 @@ def end_to_end(
     extra = {} if regions is None else {"regions": regions}
     s = settings_for(url, weights, cams, max_batch=16, max_wait_ms=30, **extra)
     latencies: list[float] = []
+    worker_latencies: list[float] = []  # capture -> result written (the rest is the publisher's)
     per_camera: dict[str, int] = {str(c["id"]): 0 for c in cams}
     lock = threading.Lock()
 
     def on_event(doc: dict) -> None:
         with lock:
             latencies.append(doc["published_ts"] - doc["capture_ts"])
+            worker_latencies.append(doc["processed_ts"] - doc["capture_ts"])
             per_camera[doc["camera"]] = per_camera.get(doc["camera"], 0) + 1
 
     services = [
@@ -190,12 +192,14 @@ def end_to_end(
 
     with lock:
         latencies.clear()
+        worker_latencies.clear()
         per_camera = dict.fromkeys(per_camera, 0)
     produced0, skipped0, detections0 = produced(), worker.stats.skipped, worker_detections()
     c0, r0, t0 = time.process_time(), redis_cpu_seconds(server) if server else 0.0, time.perf_counter()
     time.sleep(seconds)
     with lock:
         measured = list(latencies)
+        measured_worker = list(worker_latencies)
         events_by_camera = dict(per_camera)
     detections1 = worker_detections()
     wall = time.perf_counter() - t0
@@ -210,6 +214,7 @@ def end_to_end(
     published = sum(r.stats.frames_published for r in ingest.readers)
     dropped = sum(r.stats.frames_dropped for r in ingest.readers)
     lat = np.array(measured) if measured else np.array([np.nan])
+    wlat = np.array(measured_worker) if measured_worker else np.array([np.nan])
     detections: dict[str, int] = {}
     for (cam, mode), n in detections1.items():
         if cam in per_camera:
@@ -224,6 +229,8 @@ def end_to_end(
         "events_per_s": round(len(measured) / seconds, 2),
         "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
         "latency_p99_s": round(float(np.percentile(lat, 99)), 3),
+        "capture_to_result_p50_s": round(float(np.percentile(wlat, 50)), 3),
+        "capture_to_result_p99_s": round(float(np.percentile(wlat, 99)), 3),
         "frames_published": published,
         "frames_dropped": dropped,
         "frames_produced_in_window": produced_in_window,

@@ -18,7 +18,7 @@ from maskwatch.models.analysis import FaceAnalyzer
 from maskwatch.runtime.group_consumer import StreamGroupConsumer
 from maskwatch.runtime.heartbeat import Heartbeat
 from maskwatch.runtime.stage import LoopOptions
-from maskwatch.worker.admission import SearchBudget
+from maskwatch.worker.admission import BATCH_SHARE, SearchBudget
 from maskwatch.worker.inference import BatchInference
 from maskwatch.worker.service import WorkerService
 from tests.support.pipeline import make_settings
@@ -56,22 +56,24 @@ def _frame(cam: str, seq: int, ts: float, live: bool = True) -> FrameMessage:
 
 def test_the_budget_admits_what_fits_least_recently_searched_cameras_first_and_always_one():
     now = [1000.0]
-    budget = SearchBudget(1.0, cost_s=0.2, clock=lambda: now[0])
+    budget = SearchBudget(1.0, cost_s=0.01, clock=lambda: now[0])
+    units = BATCH_SHARE / 2.5 / 0.01  # two such frames fit in a batch's share of the target, three do not
     frames = [_frame(c, 0, now[0] - 0.1) for c in CAMERAS[:4]]
-    search, late = budget.admit(frames, lambda f: True)
-    assert [f.camera for f in search] == ["cam0", "cam1"], "0.5 s (half the target) holds two 0.2 s frames"
+    search, late = budget.admit(frames, lambda f: units)
+    assert [f.camera for f in search] == ["cam0", "cam1"]
     assert [f.camera for f in late] == ["cam2", "cam3"]
     now[0] += 0.5
-    search, _ = budget.admit([_frame(c, 1, now[0] - 0.1) for c in CAMERAS[:4]], lambda f: True)
+    search, _ = budget.admit([_frame(c, 1, now[0] - 0.1) for c in CAMERAS[:4]], lambda f: units)
     assert [f.camera for f in search] == ["cam2", "cam3"], "the cameras left out go first next time"
+    old = [_frame(c, 2, now[0] - 0.95) for c in CAMERAS[:2]]
+    assert len(budget.admit(old, lambda f: units)[0]) == 1, "the event of the second would come too late"
     files = [_frame("cam0", 2, 0.0, live=False), _frame("cam1", 2, 0.0, live=False)]
-    assert budget.admit(files, lambda f: True) == (files, []), "a file's frames are always searched"
+    assert budget.admit(files, lambda f: units) == (files, []), "a file's frames are always searched"
     still = [_frame(c, 3, now[0]) for c in CAMERAS]
-    assert budget.admit(still, lambda f: False) == (still, []), "frames that search nothing cost nothing"
-    slow = SearchBudget(1.0, cost_s=5.0, clock=lambda: now[0])
-    assert len(slow.admit(frames, lambda f: True)[0]) == 1, "at least one frame per batch is searched"
-    budget.observe(1.2, 3)
-    assert 0.2 < budget.cost_s < 0.4
+    assert budget.admit(still, lambda f: 0.0) == (still, []), "frames that search nothing cost nothing"
+    assert len(budget.admit(frames, lambda f: 1e6)[0]) == 1, "at least one frame per batch is searched"
+    budget.observe(1.2, 60.0, overhead_s=0.05)
+    assert 0.01 < budget.cost_s < 0.02 and 0 < budget.overhead_s < 0.05
 
 
 def test_eight_cameras_on_one_slow_worker_share_the_searches_and_every_frame_gets_its_event(redis_url):

@@ -62,10 +62,18 @@ class BatchInference:
         )
         return plan, due
 
-    def searches(self, frame: FrameMessage, state: CameraState | None) -> bool:
-        """Whether searching ``frame`` calls the detector at all (its plan from ``state`` is not ``none``)."""
-        state = (state or CameraState()).usable(self.analyzer.classes)
-        return self.plan(frame, state)[0].mode != "none"
+    def search_units(self, frame: FrameMessage, state: CameraState | None) -> float:
+        """The search work of ``frame``'s plan from ``state``, in ``region_size`` squares: a full frame its
+        pixels over one square's, a region one square plus its area in squares when larger (it is searched
+        whole and in tiles), 0 when nothing is searched."""
+        plan = self.plan(frame, (state or CameraState()).usable(self.analyzer.classes))[0]
+        square = float(self.config.region_size) ** 2
+        if plan.mode == "full":
+            return max(1.0, frame.width * frame.height / square)
+        return sum(
+            1.0 + ((x2 - x1) * (y2 - y1) / square if x2 - x1 > self.config.region_size else 0.0)
+            for x1, y1, x2, y2 in plan.regions
+        )
 
     def process(
         self, frames: list[FrameMessage], states: Mapping[str, CameraState] | None = None

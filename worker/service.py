@@ -129,6 +129,7 @@ class WorkerService(Stage):
             self.consumer.update_lag_metrics()
         self._hold_full_results()
         entries = self._collect_batch(self.options.block_ms if block_ms is None else block_ms)
+        started = time.perf_counter()  # the batch's work begins (reads of a filled batch are overhead)
         superseded = self.consumer.take_superseded()  # older live frames a newer one replaced: ack, count
         exhausted = self.consumer.take_exhausted()  # delivered too often (they kept killing workers)
         if not entries and not superseded and not exhausted:
@@ -168,19 +169,11 @@ class WorkerService(Stage):
                 self.stats.skipped += 1
                 skipped.append((entry, msg))
         before = self.states.read({m.camera for _, m in frames + skipped}) if frames or skipped else {}
-        search, late = self.budget.admit(
-            [m for _, m in frames], lambda f: self.inference.searches(f, before.get(f.camera))
-        )
-        if late:
-            left_out = {id(m) for m in late}
-            skipped += [(e, m) for e, m in frames if id(m) in left_out]
-            frames = [(e, m) for e, m in frames if id(m) not in left_out]
-            for m in late:
-                metrics.FRAMES_SKIPPED.labels(m.camera, "late").inc()
-            self.stats.skipped += len(late)
+        frames, late, work = self._admit(frames, before)
+        skipped += late
         t0 = time.perf_counter()
-        results, bad, states = self._infer(search, before)
-        self.budget.observe(time.perf_counter() - t0, sum(r.detection != "none" for r in results))
+        results, bad, states = self._infer([m for _, m in frames], before)
+        searching = time.perf_counter() - t0
         rejected = {id(b.frame): b for b in bad}
         for entry, msg in frames:
             if (b := rejected.get(id(msg))) is not None:
@@ -209,7 +202,23 @@ class WorkerService(Stage):
         replies = pipe.execute()  # results, camera states, dead letters and acks land together, or not at all
         self._results_len.update({stream: int(replies[i]) for stream, i in lengths.items()})
         self._count(entries, [r for r in written if r.detection != "skipped"])
+        self.budget.observe(searching, work, time.perf_counter() - started - searching)
         return len(entries) + len(superseded) + len(exhausted)
+
+    def _admit(
+        self, frames: list[tuple[Entry, FrameMessage]], before: dict[str, CameraState]
+    ) -> tuple[list[tuple[Entry, FrameMessage]], list[tuple[Entry, FrameMessage]], float]:
+        """``(search, late, work)``: the frames to search within ``latency_target_s`` (:class:`SearchBudget`),
+        the live frames left out (counted ``late``) and the search work admitted, in region units."""
+        units = {id(m): self.inference.search_units(m, before.get(m.camera)) for _, m in frames}
+        chosen, _ = self.budget.admit([m for _, m in frames], lambda f: units[id(f)])
+        kept = {id(m) for m in chosen}
+        late = [(e, m) for e, m in frames if id(m) not in kept]
+        for _, m in late:
+            metrics.FRAMES_SKIPPED.labels(m.camera, "late").inc()
+        self.stats.skipped += len(late)
+        search = [(e, m) for e, m in frames if id(m) in kept]
+        return search, late, sum(units[id(m)] for _, m in search)
 
     def _write(self, pipe: redis.client.Pipeline, entry: Entry, out: ResultMessage | EndOfStream) -> bool:
         """Queue the XADD of one result (or end marker); dead-letter its frame when it cannot be written.

@@ -99,7 +99,7 @@ class WorkerSettings(ConsumerGroupSettings):
         ge=0,
         le=3600,
         description="A live frame is searched only while its event can still be published this soon after "
-        "capture (by the worker's running cost per frame; cameras searched least recently first); the "
+        "capture (by the worker's running cost of search work; cameras searched least recently first); the "
         "others get a 'skipped' event with their tracked faces carried. 0: search every frame; files are "
         "always searched",
     )

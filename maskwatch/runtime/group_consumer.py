@@ -170,7 +170,8 @@ class StreamGroupConsumer:
 
     def take_superseded(self) -> list[Entry]:
         """The live entries that newer ones replaced since the last call (``newest_first`` only), for the
-        caller to ack (:meth:`ack`) and count as skipped; their ``fields`` no longer hold the image."""
+        caller to ack (:meth:`ack`) and count as skipped, fields and all (the worker's ``skipped`` result of
+        each carries its image on to the clips)."""
         out, self._superseded = self._superseded, []
         return out
 
@@ -201,8 +202,7 @@ class StreamGroupConsumer:
         kept = []
         for e in entries:
             if e.live and not e.reclaimed and newest[e.stream] != e.id:
-                fields = {k: v for k, v in e.fields.items() if k != b"image"}
-                self._superseded.append(Entry(e.stream, e.id, fields))
+                self._superseded.append(e)
             else:
                 kept.append(e)
         return kept
