@@ -15,6 +15,7 @@ $py -m pip install -q --no-deps --no-build-isolation --target "$work/head" .
 rm -rf build "$work/base-src/build"
 # the script without its sys.path line, so each run imports only the build under test
 sed 's|^sys.path.insert(0, str(Path(__file__).resolve().parents\[1\]))$|pass|' benchmarks/pipeline.py >"$work/pipeline.py"
+mkdir -p "$work/benchmarks" && touch "$work/benchmarks/__init__.py" && cp benchmarks/report.py "$work/benchmarks/"
 for r in $(seq "$rounds"); do
   for build in base head; do
     (cd "$work" && PYTHONPATH="$work/$build" TF_CPP_MIN_LOG_LEVEL=3 "$py" pipeline.py \
