@@ -344,7 +344,7 @@ class WorkerService(Stage):
         s = self.stats
         return (
             f"worker: {s.frames} frames in {s.batches} batches, {s.faces} faces, "
-            f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed, {s.skipped} stale skipped"
+            f"{s.deadletters} dead-lettered, {s.reclaimed} reclaimed, {s.skipped} skipped (not searched, each with its event)"
         )
 
 
